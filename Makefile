@@ -1,0 +1,33 @@
+# td3-drive: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.td3_drive_installed
+
+.PHONY: setup demo test lint bench clean
+
+# Virtual environment with pinned wheels, the generated interface packages, and this package.
+$(STAMP): requirements.txt setup.py tools/build_interfaces.sh $(wildcard interfaces/*/msg/*.msg interfaces/*/srv/*.srv)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	tools/build_interfaces.sh $(VENV)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Simulator + trainer (short run) then the driver on the checkpoint it wrote, with a report.
+demo: $(STAMP)
+	$(BIN)/td3-demo
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench tools launch setup.py
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf build $(VENV) .pytest_cache .ruff_cache
