@@ -1,0 +1,352 @@
+"""Unified checkpoints: one .pth with everything TD3 needs to resume and the driver needs to drive.
+
+Keys of the original format (kept): actor_cnn_state_dict, critic_cnn_state_dict,
+actor_state_dict, critic_state_dict, the four optimizer state dicts, total_it, config.
+Added in format 2: format_version, the four target networks, architecture, preprocessing,
+observation and action parameters (so the driver rebuilds exactly what was trained), RNG states,
+counters and provenance. A file without format_version is read as the original format (1).
+
+Reading never unpickles objects: torch.load(weights_only=True), then a schema check of keys,
+shapes, dtypes and finiteness against networks built from the file's own architecture.
+Writing is atomic: temp file in the same directory, fsync, rename, fsync of the directory; the
+run's `latest` pointer is replaced the same way, only after the checkpoint is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from td3_core.actions import ActionConfig
+from td3_core.networks import Architecture, Policy, build_cnn, build_critic
+from td3_core.preprocessing import PreprocessConfig
+from td3_core.vector_state import ObservationConfig
+
+FORMAT_VERSION = 2
+SUPPORTED_FORMATS = (1, 2)
+LATEST_POINTER = "latest"
+CHECKPOINT_GLOB = "td3_*_step_*.pth"
+_STEP_RE = re.compile(r"_step_(\d+)\.pth$")
+
+NETWORK_KEYS = ("actor_cnn_state_dict", "critic_cnn_state_dict", "actor_state_dict", "critic_state_dict")
+OPTIMIZER_KEYS = (
+    "actor_cnn_optimizer_state_dict",
+    "critic_cnn_optimizer_state_dict",
+    "actor_optimizer_state_dict",
+    "critic_optimizer_state_dict",
+)
+SEED_KEYS = (*NETWORK_KEYS, *OPTIMIZER_KEYS, "total_it", "config")
+TARGET_KEYS = (
+    "actor_cnn_target_state_dict",
+    "critic_cnn_target_state_dict",
+    "actor_target_state_dict",
+    "critic_target_state_dict",
+)
+METADATA_KEYS = ("format_version", "architecture", "preprocessing", "observation", "action", "rng_state")
+POLICY_KEYS = ("actor_cnn_state_dict", "actor_state_dict")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    path: Path | None
+    format_version: int
+    architecture: Architecture
+    preprocess: PreprocessConfig
+    observation: ObservationConfig
+    action: ActionConfig
+    total_it: int
+
+
+def checkpoint_name(scenario: str, step: int) -> str:
+    return f"td3_{scenario}_step_{step}.pth"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the whole new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def save_checkpoint(payload: Mapping[str, Any], path: Path | str) -> Path:
+    """Serialise `payload` to `path` atomically; refuses payloads weights_only could not read."""
+    import io
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(dict(payload), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def write_latest_pointer(run_dir: Path | str, checkpoint: Path | str) -> None:
+    """Point `<run_dir>/latest` at `checkpoint` (a file name relative to run_dir)."""
+    run_dir = Path(run_dir)
+    atomic_write_bytes(run_dir / LATEST_POINTER, (Path(checkpoint).name + "\n").encode())
+
+
+def checkpoint_step(path: Path) -> int:
+    match = _STEP_RE.search(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def list_checkpoints(run_dir: Path | str) -> list[Path]:
+    """Complete checkpoints of a run (temp files excluded), oldest step first."""
+    return sorted(Path(run_dir).glob(CHECKPOINT_GLOB), key=lambda p: (checkpoint_step(p), p.name))
+
+
+def prune_checkpoints(run_dir: Path | str, keep_last: int) -> list[Path]:
+    """Delete all but the newest `keep_last` checkpoints, never the one `latest` points at."""
+    if keep_last <= 0:
+        return []
+    run_dir = Path(run_dir)
+    protected = read_latest_pointer(run_dir)
+    removed = []
+    for path in list_checkpoints(run_dir)[:-keep_last]:
+        if protected is not None and path.resolve() == protected.resolve():
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def read_latest_pointer(run_dir: Path) -> Path | None:
+    pointer = Path(run_dir) / LATEST_POINTER
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not name or "/" in name or name.startswith("."):
+        return None
+    target = Path(run_dir) / name
+    return target if target.is_file() else None
+
+
+def resolve_checkpoint(spec: str | Path, models_dir: Path | str = "models") -> Path:
+    """A .pth path, a run directory (its `latest`), or "latest" (newest run under models_dir)."""
+    spec_str = str(spec).strip()
+    if not spec_str:
+        raise CheckpointError("empty checkpoint parameter: give a .pth path, a run directory or 'latest'")
+    if spec_str == LATEST_POINTER:
+        root = Path(models_dir)
+        if not root.is_dir():
+            raise CheckpointError(f"no checkpoint: models directory '{root}' does not exist")
+        candidates = [p for p in (read_latest_pointer(d) for d in root.iterdir() if d.is_dir()) if p]
+        direct = read_latest_pointer(root)
+        candidates += [direct] if direct else []
+        if not candidates:
+            raise CheckpointError(f"no run under '{root}' has a complete checkpoint ('latest' pointer)")
+        return max(candidates, key=lambda p: p.stat().st_mtime_ns)
+    path = Path(spec_str)
+    try:
+        if path.is_dir():
+            found = read_latest_pointer(path) or next(reversed(list_checkpoints(path)), None)
+            if found is None:
+                raise CheckpointError(f"run directory '{path}' holds no checkpoint")
+            return found
+    except OSError as error:  # symlink loops, permissions
+        raise CheckpointError(f"cannot read '{path}': {error}") from error
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_checkpoint_file(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
+    """torch.load with weights_only=True; every failure becomes a CheckpointError."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            raise CheckpointError(f"checkpoint '{path}' does not exist")
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint '{path}' is a directory, not a file")
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"checkpoint '{path}' is empty")
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint '{path}': {error}") from error
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint '{path}' holds objects that are not plain tensors/containers; refused "
+            f"without running them ({first_line})"
+        ) from error
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as error:
+        raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated: {error}") from error
+    except Exception as error:  # any other failure of the loader is still a refusal, not a crash
+        raise CheckpointError(f"checkpoint '{path}' could not be loaded: {type(error).__name__}: {error}") from error
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(data).__name__}, expected a dict")
+    return data
+
+
+def _state_dict(ckpt: Mapping, key: str, where: str) -> Mapping[str, torch.Tensor]:
+    value = ckpt.get(key)
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"{where}: '{key}' is missing or not a state dict")
+    return value
+
+
+def read_metadata(ckpt: Mapping, path: Path | None = None) -> CheckpointMeta:
+    """Metadata of a checkpoint; an original-format file gets defaults for what it lacks."""
+    where = f"checkpoint '{path}'" if path else "checkpoint"
+    version = ckpt.get("format_version", 1)
+    if not isinstance(version, int) or version not in SUPPORTED_FORMATS:
+        raise CheckpointError(f"{where}: format_version {version!r} not supported (supported: {SUPPORTED_FORMATS})")
+    try:
+        if version == 1:
+            arch = _legacy_architecture(ckpt, where)
+            preprocess = PreprocessConfig(image_size=arch.image_size, frame_stack=arch.frame_stack)
+            num_waypoints = max(0, (arch.vector_dim - 3) // 2)
+            observation = ObservationConfig(use_vector_state=arch.vector_dim > 0, num_waypoints=num_waypoints)
+            action = ActionConfig()
+        else:
+            for key in ("architecture", "preprocessing", "observation", "action"):
+                if not isinstance(ckpt.get(key), Mapping):
+                    raise CheckpointError(f"{where}: '{key}' is missing or not a dict")
+            arch = Architecture.from_dict(ckpt["architecture"])
+            preprocess = PreprocessConfig.from_dict(ckpt["preprocessing"])
+            observation = ObservationConfig.from_dict(ckpt["observation"])
+            action = ActionConfig.from_dict(ckpt["action"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{where}: invalid metadata: {error}") from error
+    if (preprocess.frame_stack, preprocess.image_size) != (arch.frame_stack, arch.image_size):
+        raise CheckpointError(f"{where}: preprocessing {preprocess} does not match architecture {arch}")
+    if observation.vector_dim != arch.vector_dim:
+        raise CheckpointError(
+            f"{where}: observation gives a vector of {observation.vector_dim}, the networks expect {arch.vector_dim}"
+        )
+    total_it = ckpt.get("total_it", 0)
+    if not isinstance(total_it, int) or total_it < 0:
+        raise CheckpointError(f"{where}: total_it {total_it!r} is not a non-negative integer")
+    return CheckpointMeta(path, version, arch, preprocess, observation, action, total_it)
+
+
+def _legacy_architecture(ckpt: Mapping, where: str) -> Architecture:
+    """Infer the original format's architecture from its tensor shapes."""
+    cnn = _state_dict(ckpt, "actor_cnn_state_dict", where)
+    actor = _state_dict(ckpt, "actor_state_dict", where)
+    try:
+        conv1 = cnn["features.0.weight"]
+        fc = cnn["fc.weight"]
+        fc1 = actor["fc1.weight"]
+        fc3 = actor["fc3.weight"]
+    except KeyError as error:
+        raise CheckpointError(f"{where}: original-format state dict lacks {error}") from error
+    feature_dim = int(fc.shape[0])
+    return Architecture(
+        frame_stack=int(conv1.shape[1]),
+        image_size=84,
+        feature_dim=feature_dim,
+        vector_dim=int(fc1.shape[1]) - feature_dim,
+        action_dim=int(fc3.shape[0]),
+        hidden_dim=int(fc1.shape[0]),
+    )
+
+
+def check_state_dict(module: torch.nn.Module, state: Mapping, name: str, where: str) -> None:
+    """Same keys, shapes and floating dtypes as `module`, all values finite."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: '{name}' does not match the architecture (missing {missing[:4]}, unexpected {unexpected[:4]})"
+        )
+    for key, reference in expected.items():
+        tensor = state[key]
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{where}: '{name}.{key}' is a {type(tensor).__name__}, not a tensor")
+        if tuple(tensor.shape) != tuple(reference.shape):
+            raise CheckpointError(
+                f"{where}: '{name}.{key}' has shape {tuple(tensor.shape)}, expected {tuple(reference.shape)}"
+            )
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{where}: '{name}.{key}' has dtype {tensor.dtype}, expected floating point")
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{where}: '{name}.{key}' contains NaN or inf")
+
+
+def validate_policy(ckpt: Mapping, path: Path | None = None) -> CheckpointMeta:
+    """What the driver needs: metadata and an actor CNN + actor matching it."""
+    meta = read_metadata(ckpt, path)
+    where = f"checkpoint '{path}'" if path else "checkpoint"
+    policy = Policy(meta.architecture)
+    check_state_dict(policy.actor_cnn, _state_dict(ckpt, "actor_cnn_state_dict", where), "actor_cnn_state_dict", where)
+    check_state_dict(policy.actor, _state_dict(ckpt, "actor_state_dict", where), "actor_state_dict", where)
+    return meta
+
+
+def validate_training_state(ckpt: Mapping, path: Path | None = None) -> CheckpointMeta:
+    """What resuming needs: every network (and target, format 2) plus the optimizer states."""
+    meta = validate_policy(ckpt, path)
+    where = f"checkpoint '{path}'" if path else "checkpoint"
+    arch = meta.architecture
+    check_state_dict(build_cnn(arch), _state_dict(ckpt, "critic_cnn_state_dict", where), "critic_cnn_state_dict", where)
+    check_state_dict(build_critic(arch), _state_dict(ckpt, "critic_state_dict", where), "critic_state_dict", where)
+    if meta.format_version >= 2:
+        policy = Policy(arch)
+        targets = {
+            "actor_cnn_target_state_dict": policy.actor_cnn,
+            "actor_target_state_dict": policy.actor,
+            "critic_cnn_target_state_dict": build_cnn(arch),
+            "critic_target_state_dict": build_critic(arch),
+        }
+        for key, module in targets.items():
+            check_state_dict(module, _state_dict(ckpt, key, where), key, where)
+    for key in OPTIMIZER_KEYS:
+        state = ckpt.get(key)
+        if not isinstance(state, Mapping) or "param_groups" not in state or "state" not in state:
+            raise CheckpointError(f"{where}: '{key}' is missing or not an optimizer state dict")
+    return meta
+
+
+def load_policy(
+    spec: str | Path, device: str | torch.device = "cpu", models_dir: Path | str = "models"
+) -> tuple[Policy, CheckpointMeta]:
+    """Resolve, load, validate and build the inference policy (eval mode, no gradients)."""
+    path = resolve_checkpoint(spec, models_dir)
+    ckpt = load_checkpoint_file(path, map_location="cpu")
+    meta = validate_policy(ckpt, path)
+    policy = Policy(meta.architecture)
+    policy.actor_cnn.load_state_dict(ckpt["actor_cnn_state_dict"])
+    policy.actor.load_state_dict(ckpt["actor_state_dict"])
+    policy.eval().requires_grad_(False)
+    return policy.to(device), meta

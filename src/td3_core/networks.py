@@ -1,0 +1,143 @@
+"""The networks of TD3 from pixels, shared by the trainer, the driver and the exporter.
+
+Parameter names follow the original checkpoint format: NatureCNN `features.{0,3,6}` + `fc`,
+Actor `fc1..fc3`, Critic `Q1.l1..l3` / `Q2.l1..l3`. Each conv block is Conv → ReLU → Dropout2d,
+the dropout (p = 0 unless configured) keeping the layer indices of that format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from td3_core.preprocessing import scale_frames
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything needed to rebuild the networks of a checkpoint."""
+
+    frame_stack: int = 4
+    image_size: int = 84
+    feature_dim: int = 512
+    vector_dim: int = 23
+    action_dim: int = 2
+    hidden_dim: int = 256
+    cnn_dropout: float = 0.0
+
+    @property
+    def state_dim(self) -> int:
+        return self.feature_dim + self.vector_dim
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Architecture:
+        fields = cls.__dataclass_fields__
+        return cls(**{k: (float(v) if k == "cnn_dropout" else int(v)) for k, v in values.items() if k in fields})
+
+
+def _conv_out(size: int, kernel: int, stride: int) -> int:
+    return (size - kernel) // stride + 1
+
+
+class NatureCNN(nn.Module):
+    """Mnih et al. (2015) encoder: 32 8x8/4, 64 4x4/2, 64 3x3/1, fc to feature_dim."""
+
+    def __init__(self, in_channels: int = 4, image_size: int = 84, feature_dim: int = 512, dropout: float = 0.0):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Dropout2d(dropout),
+        )
+        side = _conv_out(_conv_out(_conv_out(image_size, 8, 4), 4, 2), 3, 1)
+        if side < 1:
+            raise ValueError(f"image_size {image_size} is too small for NatureCNN")
+        self.fc = nn.Linear(64 * side * side, feature_dim)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames: float (B, C, H, W) in [0, 1] → (B, feature_dim) features."""
+        return torch.relu(self.fc(self.features(frames).flatten(1)))
+
+
+class Actor(nn.Module):
+    def __init__(self, state_dim: int, action_dim: int = 2, hidden_dim: int = 256):
+        super().__init__()
+        self.fc1 = nn.Linear(state_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc3 = nn.Linear(hidden_dim, action_dim)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.fc2(torch.relu(self.fc1(state))))
+        return torch.tanh(self.fc3(hidden))
+
+
+class QHead(nn.Module):
+    def __init__(self, input_dim: int, hidden_dim: int = 256):
+        super().__init__()
+        self.l1 = nn.Linear(input_dim, hidden_dim)
+        self.l2 = nn.Linear(hidden_dim, hidden_dim)
+        self.l3 = nn.Linear(hidden_dim, 1)
+
+    def forward(self, state_action: torch.Tensor) -> torch.Tensor:
+        return self.l3(torch.relu(self.l2(torch.relu(self.l1(state_action)))))
+
+
+class Critic(nn.Module):
+    """Twin Q networks (TD3's clipped double Q)."""
+
+    def __init__(self, state_dim: int, action_dim: int = 2, hidden_dim: int = 256):
+        super().__init__()
+        self.Q1 = QHead(state_dim + action_dim, hidden_dim)
+        self.Q2 = QHead(state_dim + action_dim, hidden_dim)
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        state_action = torch.cat([state, action], dim=1)
+        return self.Q1(state_action), self.Q2(state_action)
+
+    def q1(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.Q1(torch.cat([state, action], dim=1))
+
+
+def build_cnn(arch: Architecture) -> NatureCNN:
+    return NatureCNN(arch.frame_stack, arch.image_size, arch.feature_dim, arch.cnn_dropout)
+
+
+def build_actor(arch: Architecture) -> Actor:
+    return Actor(arch.state_dim, arch.action_dim, arch.hidden_dim)
+
+
+def build_critic(arch: Architecture) -> Critic:
+    return Critic(arch.state_dim, arch.action_dim, arch.hidden_dim)
+
+
+def encode_state(cnn: NatureCNN, frames_uint8: torch.Tensor, vector: torch.Tensor | None) -> torch.Tensor:
+    """uint8 frame stacks (+ vector state) → the state the actor and critic read."""
+    features = cnn(scale_frames(frames_uint8))
+    if vector is None or vector.shape[-1] == 0:
+        return features
+    return torch.cat([features, vector.to(features.dtype)], dim=1)
+
+
+class Policy(nn.Module):
+    """Actor CNN + actor: what the driver runs and the exporter writes out."""
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.arch = arch
+        self.actor_cnn = build_cnn(arch)
+        self.actor = build_actor(arch)
+
+    def forward(self, frames_uint8: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        """frames: uint8 (B, stack, H, W); vector: float (B, vector_dim) → actions (B, 2) in [-1, 1]."""
+        return self.actor(encode_state(self.actor_cnn, frames_uint8, vector))

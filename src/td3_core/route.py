@@ -1,0 +1,78 @@
+"""Where the car is relative to its route: projection, lateral offset, heading error.
+
+The route is the nav_msgs/Path of carla_waypoint_publisher (or of the embedded simulator),
+as an (N, 2) array of map-frame points. Conventions: lateral offset is positive when the car
+is LEFT of the route, heading error = car yaw - route yaw wrapped to (-pi, pi].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def wrap_angle(angle: float) -> float:
+    return float((angle + np.pi) % (2.0 * np.pi) - np.pi)
+
+
+@dataclass(frozen=True)
+class RouteProjection:
+    segment: int  # index of the route segment the car is on (points segment, segment + 1)
+    distance_along: float  # metres from the route start to the projection point
+    lateral: float  # signed offset, + left of the route
+    route_yaw: float  # direction of the route at the projection point
+    remaining: float  # metres left to the end of the route
+
+
+class Route:
+    """A polyline with a progress-aware projection (searches near the last segment first)."""
+
+    def __init__(self, points: np.ndarray, search_window: int = 20) -> None:
+        points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 2 or len(points) < 2:
+            raise ValueError(f"route needs at least 2 points of shape (N, 2), got {points.shape}")
+        if not np.isfinite(points).all():
+            raise ValueError("route has non-finite points")
+        self.points = points
+        deltas = np.diff(points, axis=0)
+        self._seg_len = np.maximum(np.hypot(deltas[:, 0], deltas[:, 1]), 1e-9)
+        self._seg_dir = deltas / self._seg_len[:, None]
+        self._cum = np.concatenate([[0.0], np.cumsum(self._seg_len)])
+        self.length = float(self._cum[-1])
+        self._search_window = search_window
+        self._last_segment: int | None = None
+
+    def reset_progress(self) -> None:
+        self._last_segment = None
+
+    def project(self, x: float, y: float) -> RouteProjection:
+        n_seg = len(self._seg_len)
+        if self._last_segment is None:
+            candidates = np.arange(n_seg)
+        else:
+            lo = max(0, self._last_segment - 2)
+            candidates = np.arange(lo, min(n_seg, self._last_segment + self._search_window))
+        rel = np.array([x, y]) - self.points[candidates]
+        along = np.clip(np.einsum("ij,ij->i", rel, self._seg_dir[candidates]), 0.0, self._seg_len[candidates])
+        closest = self.points[candidates] + self._seg_dir[candidates] * along[:, None]
+        dist = np.hypot(closest[:, 0] - x, closest[:, 1] - y)
+        best = int(np.argmin(dist))
+        segment = int(candidates[best])
+        self._last_segment = segment
+        direction = self._seg_dir[segment]
+        offset = np.array([x, y]) - closest[best]
+        lateral = float(direction[0] * offset[1] - direction[1] * offset[0])
+        distance_along = float(self._cum[segment] + along[best])
+        return RouteProjection(
+            segment=segment,
+            distance_along=distance_along,
+            lateral=lateral,
+            route_yaw=float(np.arctan2(direction[1], direction[0])),
+            remaining=self.length - distance_along,
+        )
+
+    def points_ahead(self, segment: int, count: int) -> np.ndarray:
+        """The `count` route points after `segment`, padded with the last point."""
+        idx = np.minimum(np.arange(segment + 1, segment + 1 + count), len(self.points) - 1)
+        return self.points[idx]
