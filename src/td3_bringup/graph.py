@@ -1,0 +1,124 @@
+"""The node graph of td3-drive, defined once.
+
+`launch/train.launch.py` and `launch/drive.launch.py` turn these NodeSpecs into launch_ros
+Nodes; `td3_bringup.runner` (no launch_ros needed) starts the same specs as processes with the
+same parameter files, parameters and remappings. Tests check this definition directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SIMULATORS = ("embedded", "carla")
+ParamValue = bool | int | float | str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str  # node name, also the key in its parameter file
+    package: str  # ROS package that installs the executable (lib/<package>/<executable>)
+    executable: str
+    module: str  # Python module with main(), for `python -m` in the pip-only runner
+    params_files: tuple[Path, ...] = ()
+    parameters: Mapping[str, ParamValue] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    def ros_args(self) -> list[str]:
+        """The `--ros-args ...` a process of this node gets (same as launch_ros passes)."""
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        for params_file in self.params_files:
+            args += ["--params-file", str(params_file)]
+        for key, value in self.parameters.items():
+            args += ["-p", f"{key}:={format_param(value)}"]
+        for source, target in self.remappings:
+            args += ["-r", f"{source}:={target}"]
+        return args
+
+
+def format_param(value: ParamValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value == "":
+        return "''"
+    return str(value)
+
+
+def repo_config_dir() -> Path:
+    """config/ of a source checkout (pip -e install); launch files pass the share dir instead."""
+    return Path(__file__).resolve().parents[2] / "config"
+
+
+def simulator_node(
+    config_dir: Path, sync: bool, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
+) -> NodeSpec:
+    return NodeSpec(
+        name="carla_simulator",
+        package="td3_sim",
+        executable="simulator_node",
+        module="td3_sim.node",
+        params_files=(config_dir / "simulator.yaml", *extra_files),
+        parameters={"synchronous_mode": sync, **(overrides or {})},
+    )
+
+
+def trainer_node(
+    config_dir: Path, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
+) -> NodeSpec:
+    return NodeSpec(
+        name="td3_trainer",
+        package="td3_trainer",
+        executable="trainer_node",
+        module="td3_trainer.node",
+        params_files=(config_dir / "trainer.yaml", *extra_files),
+        parameters=dict(overrides or {}),
+    )
+
+
+def driver_node(
+    config_dir: Path, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
+) -> NodeSpec:
+    return NodeSpec(
+        name="td3_driver",
+        package="td3_driver",
+        executable="driver_node",
+        module="td3_driver.node",
+        params_files=(config_dir / "driver.yaml", *extra_files),
+        parameters=dict(overrides or {}),
+    )
+
+
+def _check_simulator(simulator: str) -> None:
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {SIMULATORS}, got '{simulator}'")
+
+
+def training_graph(
+    config_dir: Path,
+    simulator: str = "embedded",
+    trainer_overrides: Mapping[str, ParamValue] | None = None,
+    simulator_overrides: Mapping[str, ParamValue] | None = None,
+    extra_files: tuple[Path, ...] = (),
+) -> list[NodeSpec]:
+    """Trainer + (embedded) simulator in synchronous mode; with CARLA the bridge is the simulator."""
+    _check_simulator(simulator)
+    nodes = [trainer_node(config_dir, trainer_overrides, extra_files)]
+    if simulator == "embedded":
+        nodes.insert(0, simulator_node(config_dir, sync=True, overrides=simulator_overrides, extra_files=extra_files))
+    return nodes
+
+
+def driving_graph(
+    config_dir: Path,
+    simulator: str = "embedded",
+    driver_overrides: Mapping[str, ParamValue] | None = None,
+    simulator_overrides: Mapping[str, ParamValue] | None = None,
+    extra_files: tuple[Path, ...] = (),
+) -> list[NodeSpec]:
+    """Driver + (embedded) simulator free-running at the camera rate."""
+    _check_simulator(simulator)
+    nodes = [driver_node(config_dir, driver_overrides, extra_files)]
+    if simulator == "embedded":
+        nodes.insert(0, simulator_node(config_dir, sync=False, overrides=simulator_overrides, extra_files=extra_files))
+    return nodes

@@ -1,0 +1,92 @@
+"""Pieces the launch files share: common arguments, NodeSpec → launch_ros Node, bridge settings.
+
+Kept free of launch imports at module level (classes are passed in) so it imports, and is
+tested, where launch_ros is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from td3_bringup.graph import NodeSpec, format_param
+
+COMMON_ARGUMENTS = {
+    "simulator": ("embedded", "embedded (td3_sim) or carla (carla-ros-bridge)"),
+    "device": ("auto", "torch device: auto, cuda or cpu"),
+    "role_name": ("ego_vehicle", "ego vehicle role name (topic prefix /carla/<role_name>/)"),
+    "rviz": ("false", "start rviz2 with this project's display config"),
+    # Passed to carla-ros-bridge when simulator:=carla.
+    "host": ("localhost", "CARLA server host"),
+    "port": ("2000", "CARLA server port"),
+    "town": ("Town01", "CARLA map"),
+    "fixed_delta_seconds": ("0.05", "simulation step (must be < 0.1 for the bridge)"),
+}
+
+
+def declare_common_arguments(declare_launch_argument) -> list:
+    return [
+        declare_launch_argument(name, default_value=default, description=text)
+        for name, (default, text) in COMMON_ARGUMENTS.items()
+    ]
+
+
+def node_kwargs(spec: NodeSpec) -> dict:
+    """Keyword arguments of launch_ros.actions.Node for a NodeSpec (the runner uses ros_args())."""
+    return {
+        "package": spec.package,
+        "executable": spec.executable,
+        "name": spec.name,
+        "output": "screen",
+        "emulate_tty": True,
+        "parameters": [str(p) for p in spec.params_files] + ([dict(spec.parameters)] if spec.parameters else []),
+        "remappings": list(spec.remappings),
+    }
+
+
+def node_actions(specs: Sequence[NodeSpec], node_class) -> list:
+    return [node_class(**node_kwargs(spec)) for spec in specs]
+
+
+def rviz_action(node_class, config: Path):
+    return node_class(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", str(config)], output="log")
+
+
+def launch_value(context, name: str) -> str:
+    """The value of a launch argument in an OpaqueFunction."""
+    from launch.substitutions import LaunchConfiguration
+
+    return LaunchConfiguration(name).perform(context)
+
+
+def bridge_arguments(context, synchronous: bool = True) -> dict[str, str]:
+    """carla_ros_bridge_with_example_ego_vehicle.launch.py arguments for training or driving."""
+
+    def value(name: str) -> str:
+        return launch_value(context, name)
+
+    return {
+        "host": value("host"),
+        "port": value("port"),
+        "town": value("town"),
+        "role_name": value("role_name"),
+        "fixed_delta_seconds": value("fixed_delta_seconds"),
+        "passive": "False",
+        # One control command, one tick: what the trainer's synchronous loop expects.
+        "synchronous_mode_wait_for_vehicle_control_command": format_param(synchronous).capitalize(),
+    }
+
+
+def carla_bridge_actions(context, synchronous: bool) -> list:
+    """Include carla-ros-bridge with the example ego vehicle, or say how to start it."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    from launch.actions import IncludeLaunchDescription, LogInfo
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    try:
+        bridge_share = Path(get_package_share_directory("carla_ros_bridge"))
+    except PackageNotFoundError:
+        mode = "synchronous_mode_wait_for_vehicle_control_command:=True" if synchronous else "passive:=False"
+        return [LogInfo(msg=f"carla_ros_bridge is not installed here: start it yourself ({mode}), see README")]
+    source = PythonLaunchDescriptionSource(str(bridge_share / "carla_ros_bridge_with_example_ego_vehicle.launch.py"))
+    return [IncludeLaunchDescription(source, launch_arguments=bridge_arguments(context, synchronous).items())]
