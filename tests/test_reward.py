@@ -1,0 +1,202 @@
+"""Reward terms and their signs, and the episode rules (terminal vs truncated); no ROS."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from td3_trainer.episode import EpisodeConfig, EpisodeStats, classify_step
+from td3_trainer.reward import TERMS, RewardConfig, RewardFunction, StepState
+
+DT = 0.05
+ZERO = np.zeros(2)
+
+
+def state(**overrides) -> StepState:
+    values = {"speed": 0.0, "lateral": 0.0, "heading_error": 0.0, "distance_along": 0.0, "action": ZERO}
+    values.update(overrides)
+    return StepState(**values)
+
+
+def only(term: str, **weights: float) -> RewardConfig:
+    """A config that weighs one term only."""
+    return RewardConfig(**{f"{name}_weight": float(name == term) for name in TERMS}, **weights)
+
+
+def reward(config: RewardConfig, *steps: StepState, start: float = 0.0):
+    fn = RewardFunction(config, DT)
+    fn.reset(start, 0.0)
+    return [fn.step(s) for s in steps]
+
+
+def test_terms_sum_to_the_total():
+    result = reward(RewardConfig(), state(speed=5.0, lateral=0.7, heading_error=0.2, distance_along=0.3))[0]
+    assert set(result.terms) == set(TERMS)
+    assert result.total == pytest.approx(sum(result.terms.values()))
+
+
+def test_efficiency_peaks_at_the_target_speed_along_the_lane():
+    config = only("efficiency", target_speed_mps=10.0)
+    slow, at_target, fast = (reward(config, state(speed=v))[0].total for v in (5.0, 10.0, 15.0))
+    assert slow == pytest.approx(0.5)
+    assert at_target == pytest.approx(1.0)
+    assert fast == pytest.approx(0.5)
+    assert reward(config, state(speed=10.0, heading_error=math.pi / 3))[0].total == pytest.approx(0.5)
+    assert reward(config, state(speed=10.0, heading_error=math.pi))[0].total == pytest.approx(-1.0)
+    assert reward(config, state(speed=0.0))[0].total == 0.0
+
+
+def test_lane_keeping_penalises_offset_and_heading_error_in_both_directions():
+    config = only("lane_keeping", lateral_penalty=-0.5, heading_penalty=-1.0)
+    centred = reward(config, state())[0].total
+    assert centred == 0.0
+    assert reward(config, state(lateral=2.0))[0].total == pytest.approx(-1.0)
+    assert reward(config, state(lateral=-2.0))[0].total == pytest.approx(-1.0)
+    assert reward(config, state(heading_error=-0.3))[0].total == pytest.approx(-0.3)
+
+
+def test_comfort_penalises_a_change_of_action_not_the_first_action():
+    config = only("comfort", action_change_penalty=-0.1, jerk_penalty=0.0)
+    actions = ([1.0, 1.0], [1.0, 1.0], [0.0, -1.0])
+    first, same, changed = reward(config, *(state(action=np.array(a)) for a in actions))
+    assert first.total == 0.0
+    assert same.total == 0.0
+    assert changed.total == pytest.approx(-0.3)
+
+
+def test_comfort_penalises_jerk_and_clips_it():
+    config = only("comfort", action_change_penalty=0.0, jerk_penalty=-0.01, max_jerk=50.0)
+    steady = reward(config, state(speed=1.0), state(speed=2.0), state(speed=3.0))
+    assert [r.total for r in steady] == pytest.approx([0.0, 0.0, 0.0])  # constant acceleration
+    jolt = reward(config, state(speed=0.0), state(speed=0.0), state(speed=0.01))
+    assert jolt[-1].total == pytest.approx(-0.01 * 0.01 / DT**2)
+    huge = reward(config, state(speed=0.0), state(speed=0.0), state(speed=30.0))
+    assert huge[-1].total == pytest.approx(-0.01 * 50.0)
+
+
+def test_safety_penalties():
+    config = only("safety")
+    assert reward(config, state())[0].total == 0.0
+    assert reward(config, state(collision=True))[0].total == -100.0
+    assert reward(config, state(off_road=True))[0].total == -50.0
+    assert reward(config, state(lane_invasions=2))[0].total == -10.0
+    assert reward(config, state(collision=True, off_road=True))[0].total == -150.0
+
+
+def test_progress_rewards_distance_gained_and_penalises_going_back():
+    config = only("progress", waypoint_bonus=0.0)
+    forward, backward = reward(config, state(distance_along=1.5), state(distance_along=1.0))
+    assert forward.total == pytest.approx(1.5)
+    assert backward.total == pytest.approx(-0.5)
+
+
+def test_waypoint_bonus_once_per_new_mark_and_goal_bonus():
+    config = only("progress", progress_per_m=0.0, waypoint_bonus=1.0, waypoint_spacing_m=10.0, goal_bonus=100.0)
+    distances = [4.0, 8.0, 10.5, 9.0, 11.0, 14.0, 18.0, 20.2]
+    totals = [r.total for r in reward(config, *(state(distance_along=d) for d in distances))]
+    assert totals == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    assert reward(config, state(distance_along=1.0, goal=True))[0].total == 100.0
+
+
+def test_a_projection_jump_earns_at_most_one_step():
+    config = only("progress", waypoint_bonus=1.0, waypoint_spacing_m=10.0, max_progress_per_step_m=5.0)
+    assert reward(config, state(distance_along=100.0))[0].total == pytest.approx(5.0)
+
+
+def test_resync_skips_what_happened_in_a_gap():
+    fn = RewardFunction(only("progress", waypoint_bonus=0.0), DT)
+    fn.reset(0.0, 0.0)
+    fn.step(state(distance_along=1.0))
+    fn.resync(4.0, 0.0)
+    assert fn.step(state(distance_along=4.5)).total == pytest.approx(0.5)
+
+
+def test_weights_scale_their_terms():
+    base = reward(RewardConfig(), state(speed=4.0, lateral=1.0, distance_along=1.0, collision=True))[0]
+    doubled = reward(
+        RewardConfig(safety_weight=2.0), state(speed=4.0, lateral=1.0, distance_along=1.0, collision=True)
+    )[0]
+    assert doubled.terms["safety"] == pytest.approx(2 * base.terms["safety"])
+    assert doubled.terms["efficiency"] == pytest.approx(base.terms["efficiency"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("collision_penalty", 10.0),
+        ("goal_bonus", -1.0),
+        ("target_speed_mps", 0.0),
+        ("progress_weight", -1.0),
+        ("lateral_penalty", math.nan),
+    ],
+)
+def test_invalid_reward_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        RewardConfig(**{field: value})
+
+
+# --------------------------------------------------------------------------- episode rules
+
+RULES = EpisodeConfig(max_episode_steps=10, off_road_lateral_m=3.0, goal_distance_m=2.0)
+
+
+def outcome(**overrides):
+    values = {"episode_steps": 1, "lateral_m": 0.0, "remaining_m": 100.0, "collisions": 0}
+    values.update(overrides)
+    return classify_step(RULES, **values)
+
+
+def test_running_episode():
+    result = outcome()
+    assert not result.done
+    assert result.reason == ""
+
+
+def test_collision_is_terminal():
+    result = outcome(collisions=1)
+    assert (result.terminated, result.truncated, result.reason) == (True, False, "collision")
+
+
+def test_off_road_is_terminal_on_either_side():
+    assert outcome(lateral_m=3.1).terminated
+    assert outcome(lateral_m=-3.1).reason == "off_road"
+    assert not outcome(lateral_m=2.9).done
+    assert outcome(lateral_m=math.nan).terminated
+
+
+def test_step_limit_truncates_without_terminating():
+    assert not outcome(episode_steps=9).done
+    result = outcome(episode_steps=10)
+    assert (result.terminated, result.truncated, result.reason) == (False, True, "step_limit")
+
+
+def test_goal_ends_the_episode_but_is_not_terminal():
+    result = outcome(remaining_m=1.0)
+    assert (result.terminated, result.truncated, result.reason) == (False, True, "goal")
+    assert result.goal
+
+
+def test_a_terminal_state_wins_over_truncation():
+    result = outcome(episode_steps=10, remaining_m=0.5, collisions=2, lateral_m=5.0)
+    assert (result.terminated, result.truncated, result.reason) == (True, False, "collision")
+    assert result.off_road and result.goal
+
+
+def test_terminal_rules_can_be_switched_off_but_still_flag():
+    rules = EpisodeConfig(terminate_on_collision=False, terminate_on_off_road=False)
+    result = classify_step(rules, episode_steps=1, lateral_m=9.0, remaining_m=100.0, collisions=1)
+    assert not result.done
+    assert result.collision and result.off_road
+
+
+def test_episode_stats_accumulate_distance_and_terms():
+    stats = EpisodeStats(index=0)
+    stats.move_to(0.0, 0.0)
+    stats.move_to(3.0, 4.0)
+    stats.add_reward(1.5, {"efficiency": 1.0, "safety": 0.5})
+    stats.add_reward(-1.0, {"efficiency": -1.0})
+    assert stats.distance_m == pytest.approx(5.0)
+    assert stats.episode_return == pytest.approx(0.5)
+    assert stats.terms == {"efficiency": 0.0, "safety": 0.5}
