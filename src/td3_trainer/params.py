@@ -1,0 +1,285 @@
+"""Every parameter of the trainer node: declaration, type check and validation.
+
+One table (PARAMS) lists name, default and description; config/trainer.yaml documents the same
+names. `validate(values)` is ROS-free and raises ParamError naming the first bad parameter, so
+a wrong value stops the node at start-up with a message instead of failing hours later.
+Groups use ROS's dotted names (`reward.collision_penalty`); the TD3 hyper-parameters are at the
+top level, named exactly like the TD3Config fields.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from td3_core.actions import ACTION_DIM, ActionConfig
+from td3_core.networks import Architecture
+from td3_core.preprocessing import PreprocessConfig
+from td3_core.vector_state import ObservationConfig
+from td3_trainer.episode import EpisodeConfig
+from td3_trainer.reward import RewardConfig
+
+Value = bool | int | float | str
+Check = Callable[[Any], str | None]  # returns what is wrong, or None
+
+
+class ParamError(ValueError):
+    """An invalid parameter value; the message starts with the parameter's name."""
+
+
+def _positive(v: float) -> str | None:
+    return None if math.isfinite(v) and v > 0 else "must be > 0"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if math.isfinite(v) and v >= 0 else "must be >= 0"
+
+
+def _at_least(low: int) -> Check:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(repr(c) for c in choices)}"
+
+
+def _device(v: str) -> str | None:
+    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) else "must be 'auto', 'cpu', 'cuda' or 'cuda:<index>'"
+
+
+def _file_name_part(v: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9_.-]+", v) else "must be letters, digits, '_', '-' or '.' (a file name)"
+
+
+def _run_name(v: str) -> str | None:
+    return None if v == "" else _file_name_part(v)
+
+
+def _name(v: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9_]+", v) else "must be letters, digits or '_' (a ROS name)"
+
+
+def _below_one_s(v: float) -> str | None:
+    return None if math.isfinite(v) and 0 < v <= 1.0 else "must be in (0, 1] seconds"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Value
+    description: str
+    check: Check | None = None
+
+
+# The TD3 hyper-parameters (TD3Config fields; `seed` is the node's seed).
+TD3_PARAMS = (
+    Param("gamma", 0.99, "discount factor"),
+    Param("tau", 0.005, "soft update rate of the target networks"),
+    Param("policy_noise", 0.2, "std of the target policy smoothing noise"),
+    Param("noise_clip", 0.5, "clip of the target policy smoothing noise"),
+    Param("policy_delay", 2, "critic updates per actor (and target) update"),
+    Param("batch_size", 256, "transitions per gradient update"),
+    Param("actor_lr", 3e-4, "learning rate of the actor head"),
+    Param("critic_lr", 3e-4, "learning rate of the critic heads"),
+    Param("actor_cnn_lr", 3e-4, "learning rate of the actor's CNN"),
+    Param("critic_cnn_lr", 3e-4, "learning rate of the critic's CNN"),
+    Param("exploration_noise", 0.1, "std of the Gaussian noise added to the policy's actions"),
+    Param("learning_starts", 1000, "transitions in the buffer before updates start (random actions until then)"),
+    Param("buffer_size", 100_000, "replay buffer capacity in transitions"),
+    Param("augment", False, "random-shift augmentation of sampled frames"),
+    Param("augment_pad", 4, "padding in pixels of the random shift"),
+)
+
+REWARD_DESCRIPTIONS = {
+    "efficiency_weight": "weight of the efficiency term (speed along the lane)",
+    "lane_keeping_weight": "weight of the lane keeping term",
+    "comfort_weight": "weight of the comfort term",
+    "safety_weight": "weight of the safety term",
+    "progress_weight": "weight of the progress term",
+    "target_speed_mps": "speed along the lane that earns the full efficiency reward (m/s)",
+    "lateral_penalty": "per metre of |lateral offset| (<= 0)",
+    "heading_penalty": "per radian of |heading error| (<= 0)",
+    "action_change_penalty": "per unit of |change of steer| + |change of accel| between steps (<= 0)",
+    "jerk_penalty": "per m/s^3 of |longitudinal jerk| (<= 0)",
+    "max_jerk": "jerk is clipped at this value (m/s^3)",
+    "collision_penalty": "on a collision (<= 0)",
+    "off_road_penalty": "per step off the road (<= 0)",
+    "lane_invasion_penalty": "per lane invasion event (<= 0)",
+    "progress_per_m": "per metre gained along the route",
+    "max_progress_per_step_m": "one step's progress is clipped to +- this (projection jumps)",
+    "waypoint_bonus": "each time a new waypoint_spacing_m of route is first reached",
+    "waypoint_spacing_m": "distance between waypoint bonuses (m)",
+    "goal_bonus": "when the route end is reached",
+}
+
+PARAMS: tuple[Param, ...] = (
+    Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _name),
+    Param("run_name", "", "sub-directory of models_dir (and log_dir); '' = a timestamp, or the resumed run", _run_name),
+    Param("scenario", "scenario_0", "scenario name in checkpoint file names", _file_name_part),
+    Param("models_dir", "models", "directory of the runs' checkpoints"),
+    Param("device", "auto", "torch device: auto, cpu, cuda, cuda:<n>", _device),
+    Param("seed", 0, "seed of torch, numpy, the replay buffer and exploration", _at_least(0)),
+    Param("num_threads", 0, "torch CPU threads; 0 = torch's default", _at_least(0)),
+    Param("total_steps", 0, "environment step budget including resumed steps; 0 = unlimited", _at_least(0)),
+    Param("max_episode_steps", 1000, "actions per episode before it is truncated", _at_least(1)),
+    Param("checkpoint_every", 5000, "checkpoint every N environment steps; 0 = only on shutdown", _at_least(0)),
+    Param("keep_last", 5, "checkpoints kept per run; 0 = keep all", _at_least(0)),
+    Param("resume", "", "'' = new run, a .pth path, a run directory or 'latest'"),
+    Param("save_replay_buffer", False, "also save/restore the replay buffer next to each checkpoint"),
+    Param("updates_per_step", 1, "gradient updates per environment step once learning has started", _at_least(0)),
+    Param("frame_timeout_s", 2.0, "seconds to wait for the next frame before re-sending the action", _positive),
+    Param("max_timeouts", 3, "consecutive frame timeouts that make a gap (no transition across it)", _at_least(1)),
+    Param("odometry_wait_s", 0.1, "seconds an image waits for the odometry of its stamp", _non_negative),
+    Param("fixed_delta_seconds", 0.05, "simulator tick; stamps further apart than 1.5 ticks are a drop", _below_one_s),
+    Param(
+        "reset_service", "/carla/{role_name}/reset", "episode reset service (td3_drive_msgs/srv/ResetEpisode); ''=none"
+    ),
+    Param("reset_timeout_s", 10.0, "seconds to wait for the reset service's answer before asking again", _positive),
+    Param(
+        "episode_seed", -1, "-1 = same track every episode; >= 0: episode k gets seed episode_seed + k", _at_least(-1)
+    ),
+    Param("use_speedometer", True, "speed from the speedometer topic when fresh, else from the odometry twist"),
+    Param("progress", True, "console progress bar (tqdm)"),
+    Param("tensorboard", True, "write TensorBoard scalars to log_dir/run_name"),
+    Param("log_dir", "runs", "TensorBoard directory"),
+    Param("stats_period_s", 1.0, "seconds between ~/train_stats and /diagnostics messages", _positive),
+    *TD3_PARAMS,
+    Param("network.feature_dim", 512, "CNN feature size", _at_least(1)),
+    Param("network.hidden_dim", 256, "hidden units of the actor and critic heads", _at_least(1)),
+    Param("network.cnn_dropout", 0.0, "dropout after each conv block", lambda v: None if 0 <= v < 1 else "in [0, 1)"),
+    Param("preprocessing.image_size", 84, "frames are resized to image_size x image_size grayscale"),
+    Param("preprocessing.frame_stack", 4, "frames per observation"),
+    Param("observation.use_vector_state", True, "feed speed, lane offset, heading error and waypoints"),
+    Param("observation.num_waypoints", 10, "route points ahead in the vector state"),
+    Param("observation.speed_scale", 30.0, "m/s mapped to 1"),
+    Param("observation.lateral_scale", 3.5, "metres of lateral offset mapped to 1"),
+    Param("observation.lookahead_m", 50.0, "metres of waypoint coordinates mapped to 1"),
+    Param("action.max_steer", 1.0, "steer sent at action +-1"),
+    Param("action.max_throttle", 1.0, "throttle sent at action[1] = +1"),
+    Param("action.max_brake", 1.0, "brake sent at action[1] = -1"),
+    Param("episode.off_road_lateral_m", 3.0, "|lateral offset| beyond which the car is off the road (terminal)"),
+    Param("episode.goal_distance_m", 2.0, "the goal is reached when less route than this remains (truncation)"),
+    Param("episode.terminate_on_collision", True, "a collision ends the episode as a terminal state"),
+    Param("episode.terminate_on_off_road", True, "leaving the road ends the episode as a terminal state"),
+    *(Param(f"reward.{name}", value, REWARD_DESCRIPTIONS[name]) for name, value in RewardConfig().to_dict().items()),
+)
+PARAM_NAMES = tuple(p.name for p in PARAMS)
+
+
+def coerce(param: Param, value: Any) -> Value:
+    """The value with the default's type; ints are accepted for floats, nothing else converts."""
+    expected = type(param.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not expected:
+        raise ParamError(f"{param.name}: expected a {expected.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainerParams:
+    values: dict[str, Value]  # every parameter, by name: what the checkpoint's config holds
+    td3: dict[str, Value]  # TD3Config fields (seed included)
+    preprocess: PreprocessConfig
+    observation: ObservationConfig
+    action: ActionConfig
+    reward: RewardConfig
+    episode: EpisodeConfig
+    architecture: Architecture
+
+    def __getattr__(self, name: str) -> Value:
+        # Top-level parameters read as attributes: params.frame_timeout_s
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def reset_service_name(self) -> str:
+        return str(self.values["reset_service"]).replace("{role_name}", str(self.values["role_name"]))
+
+    def topic(self, suffix: str) -> str:
+        return f"/carla/{self.values['role_name']}/{suffix}"
+
+
+def _group(values: Mapping[str, Value], prefix: str) -> dict[str, Value]:
+    return {k[len(prefix) + 1 :]: v for k, v in values.items() if k.startswith(prefix + ".")}
+
+
+def _build(name: str, factory: Callable[..., Any], fields: dict[str, Value]) -> Any:
+    try:
+        return factory(**fields)
+    except (TypeError, ValueError) as error:
+        raise ParamError(f"{name}.{error}" if name else str(error)) from error
+
+
+def validate(raw: Mapping[str, Any]) -> TrainerParams:
+    """Type-check and validate every parameter (missing ones take their default)."""
+    unknown = sorted(set(raw) - set(PARAM_NAMES))
+    if unknown:
+        raise ParamError(f"{unknown[0]}: unknown parameter")
+    values: dict[str, Value] = {}
+    for param in PARAMS:
+        value = coerce(param, raw.get(param.name, param.default))
+        problem = param.check(value) if param.check else None
+        if problem:
+            raise ParamError(f"{param.name}: {problem}, got {value!r}")
+        values[param.name] = value
+
+    td3 = {p.name: values[p.name] for p in TD3_PARAMS} | {"seed": values["seed"]}
+    _check_td3(td3)
+    preprocess = _build("preprocessing", PreprocessConfig, _group(values, "preprocessing"))
+    observation = _build("observation", ObservationConfig, _group(values, "observation"))
+    action = _build("action", ActionConfig, _group(values, "action"))
+    reward = _build("reward", RewardConfig, _group(values, "reward"))
+    episode = _build(
+        "episode", EpisodeConfig, {"max_episode_steps": values["max_episode_steps"], **_group(values, "episode")}
+    )
+    network = _group(values, "network")
+    architecture = _build(
+        "",
+        Architecture,
+        {
+            "frame_stack": preprocess.frame_stack,
+            "image_size": preprocess.image_size,
+            "vector_dim": observation.vector_dim,
+            "action_dim": ACTION_DIM,
+            **network,
+        },
+    )
+    try:
+        from td3_core.networks import build_cnn
+
+        build_cnn(architecture)
+    except ValueError as error:
+        raise ParamError(f"preprocessing.image_size: {error}") from error
+    return TrainerParams(values, td3, preprocess, observation, action, reward, episode, architecture)
+
+
+def _check_td3(td3: dict[str, Value]) -> None:
+    from td3_trainer.config import TD3Config
+
+    try:
+        TD3Config(**td3)
+    except (TypeError, ValueError) as error:
+        raise ParamError(str(error)) from error
+    if td3["learning_starts"] > td3["buffer_size"]:
+        raise ParamError(
+            f"learning_starts: must be <= buffer_size ({td3['buffer_size']}), got {td3['learning_starts']}"
+        )
+
+
+# --------------------------------------------------------------------------- ROS side
+
+
+def declare(node: Any) -> dict[str, Any]:
+    """Declare every parameter (read-only, typed by our own check) and return the values."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    for param in PARAMS:
+        descriptor = ParameterDescriptor(description=param.description, read_only=True, dynamic_typing=True)
+        node.declare_parameter(param.name, param.default, descriptor)
+    return {param.name: node.get_parameter(param.name).value for param in PARAMS}
