@@ -1,0 +1,225 @@
+"""What a person (or rviz, rqt, TensorBoard) sees of a training run.
+
+Topics (std_msgs/Float32MultiArray; layout.dim[0].label names the fields, comma-separated):
+    ~/episode      once per episode: EPISODE_FIELDS
+    ~/train_stats  every stats_period_s: TRAIN_FIELDS (NaN where there is no value yet)
+    /diagnostics   every stats_period_s: one DiagnosticStatus, WARN while the loop waits
+The periodic messages come from a timer on the executor's thread, so they keep coming (and
+say what is awaited) while the training loop is blocked waiting for the simulator.
+TensorBoard (log_dir/run_name) gets the same scalars; the console a tqdm bar and one line per
+episode. TensorBoard and tqdm are optional: without them the topics and log lines remain.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+
+from td3_trainer.episode import EpisodeStats
+from td3_trainer.reward import TERMS
+
+REASONS = ("", "collision", "off_road", "goal", "step_limit", "restart")
+EPISODE_FIELDS = (
+    "episode",  # index, from 0
+    "return",
+    "length",  # steps
+    "distance_m",  # path length driven (odometry)
+    "progress_m",  # metres gained along the route
+    "env_steps",  # total environment steps so far
+    "end_reason",  # index into REASONS
+    "gaps",  # segments broken by dropped frames or timeouts
+    *(f"reward_{term}" for term in TERMS),
+)
+TRAIN_FIELDS = (
+    "env_steps",
+    "total_it",  # gradient updates so far
+    "critic_loss",
+    "actor_loss",
+    "q1_mean",
+    "q2_mean",
+    "target_q_mean",
+    "steps_per_s",
+    "updates_per_s",
+    "buffer_size",
+    "episodes",
+)
+STAT_KEYS = ("critic_loss", "actor_loss", "q1_mean", "q2_mean", "target_q_mean")
+
+
+def float_array(fields: tuple[str, ...], values: Mapping[str, float]) -> Float32MultiArray:
+    msg = Float32MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label=",".join(fields), size=len(fields), stride=len(fields))]
+    msg.data = [float(values.get(name, math.nan)) for name in fields]
+    return msg
+
+
+class RateMeter:
+    """Events per second over the last `window_s` seconds."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._marks: deque[tuple[float, int]] = deque()
+
+    def update(self, count: int, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        self._marks.append((now, count))
+        while len(self._marks) > 2 and now - self._marks[0][0] > self.window_s:
+            self._marks.popleft()
+        (t0, c0), (t1, c1) = self._marks[0], self._marks[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class Monitor:
+    def __init__(
+        self,
+        node: Node,
+        *,
+        run_name: str,
+        role_name: str,
+        log_dir: str,
+        total_steps: int,
+        start_steps: int,
+        stats_period_s: float,
+        progress: bool,
+        tensorboard: bool,
+        status: Callable[[], Mapping[str, Any]],
+    ) -> None:
+        self.node = node
+        self.log = node.get_logger()
+        self.role_name = role_name
+        self.stats_period_s = stats_period_s
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._episode_pub = node.create_publisher(Float32MultiArray, "~/episode", qos)
+        self._stats_pub = node.create_publisher(Float32MultiArray, "~/train_stats", qos)
+        self._diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", qos)
+        self._steps_rate = RateMeter()
+        self._updates_rate = RateMeter()
+        self._status = status
+        self._snapshot: dict[str, float] = {"env_steps": start_steps}
+        self._last_stats: dict[str, float] = {}
+        self._last_return = math.nan
+        self.steps_per_s = 0.0
+        self.updates_per_s = 0.0
+        self.writer = self._tensorboard(Path(log_dir) / run_name) if tensorboard else None
+        self.bar = self._progress(total_steps, start_steps) if progress else None
+        # Wall-clock period even when the node uses simulation time.
+        self._timer = node.create_timer(stats_period_s, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _tensorboard(self, directory: Path) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as error:
+            self.log.warning(f"TensorBoard unavailable ({error}); scalars go to the topics only")
+            return None
+        try:
+            return SummaryWriter(log_dir=str(directory))
+        except OSError as error:
+            self.log.error(f"cannot write TensorBoard logs to {directory}: {error}")
+            return None
+
+    def _progress(self, total_steps: int, start_steps: int) -> Any:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=total_steps or None, initial=start_steps, unit="step", dynamic_ncols=True, smoothing=0.05)
+
+    def _scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None and math.isfinite(value):
+            self.writer.add_scalar(tag, value, step)
+
+    # ------------------------------------------------------------------ events
+
+    def on_step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_train(self, stats: Mapping[str, float], total_it: int) -> None:
+        self._last_stats.update({k: float(v) for k, v in stats.items() if k in STAT_KEYS})
+        if self.writer is not None and total_it % 10 == 0:  # every update would bloat the event file
+            for key, value in stats.items():
+                self._scalar(f"train/{key}", float(value), total_it)
+
+    def on_episode(self, stats: EpisodeStats, env_steps: int) -> None:
+        self._last_return = stats.episode_return
+        values = {
+            "episode": stats.index,
+            "return": stats.episode_return,
+            "length": stats.steps,
+            "distance_m": stats.distance_m,
+            "progress_m": stats.progress_m,
+            "env_steps": env_steps,
+            "end_reason": REASONS.index(stats.reason) if stats.reason in REASONS else -1,
+            "gaps": stats.gaps,
+            **{f"reward_{term}": stats.terms.get(term, 0.0) for term in TERMS},
+        }
+        self._episode_pub.publish(float_array(EPISODE_FIELDS, values))
+        for key in ("return", "length", "distance_m", "progress_m"):
+            self._scalar(f"episode/{key}", float(values[key]), env_steps)
+        for term in TERMS:
+            self._scalar(f"reward/{term}", stats.terms.get(term, 0.0), env_steps)
+        line = (
+            f"episode {stats.index}: return {stats.episode_return:.1f}, {stats.steps} steps, "
+            f"{stats.distance_m:.1f} m driven, {stats.progress_m:.1f} m along the route, end: {stats.reason}"
+            + (f", {stats.gaps} gap(s)" if stats.gaps else "")
+        )
+        if self.bar is not None:
+            self.bar.write(line)  # keeps the bar intact
+        self.log.info(line)
+
+    def update(self, **values: float) -> None:
+        """The loop's counters (env_steps, total_it, buffer_size, episodes), read by the timer."""
+        self._snapshot = {**self._snapshot, **values}
+
+    def _on_timer(self) -> None:
+        """~/train_stats and /diagnostics from the executor's thread, so they go on while the loop waits."""
+        snapshot = self._snapshot
+        now = time.monotonic()
+        env_steps, total_it = int(snapshot.get("env_steps", 0)), int(snapshot.get("total_it", 0))
+        self.steps_per_s = self._steps_rate.update(env_steps, now)
+        self.updates_per_s = self._updates_rate.update(total_it, now)
+        values = {**snapshot, "steps_per_s": self.steps_per_s, "updates_per_s": self.updates_per_s, **self._last_stats}
+        self._stats_pub.publish(float_array(TRAIN_FIELDS, values))
+        self._scalar("perf/steps_per_s", self.steps_per_s, env_steps)
+        self._scalar("perf/updates_per_s", self.updates_per_s, env_steps)
+        self._scalar("buffer/size", float(snapshot.get("buffer_size", 0)), env_steps)
+        if self.bar is not None:
+            postfix = {"steps/s": f"{self.steps_per_s:.1f}", "upd/s": f"{self.updates_per_s:.1f}"}
+            postfix["return"] = f"{self._last_return:.1f}"
+            self.bar.set_postfix(postfix, refresh=False)
+        self._diag_pub.publish(self._diagnostics(values, self._status()))
+
+    def _diagnostics(self, values: Mapping[str, float], status: Mapping) -> DiagnosticArray:
+        waiting = str(status.get("waiting_for", ""))
+        diag = DiagnosticStatus()
+        diag.name = "td3_trainer: training loop"
+        diag.hardware_id = self.role_name
+        diag.level = DiagnosticStatus.WARN if waiting else DiagnosticStatus.OK
+        diag.message = f"waiting for {waiting}" if waiting else "training"
+        items = {**values, **{k: v for k, v in status.items() if k != "waiting_for"}}
+        diag.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in items.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.node.get_clock().now().to_msg()
+        array.status = [diag]
+        return array
+
+    def close(self) -> None:
+        self._timer.cancel()
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
