@@ -1,0 +1,390 @@
+"""TD3 trainer node: learns to drive from the camera over the carla-ros-bridge interface.
+
+    python -m td3_trainer.node --ros-args --params-file config/trainer.yaml [-p name:=value ...]
+
+The ROS executor spins on a background thread (callbacks only store messages); the training
+loop runs on the main thread:
+
+    publish a_t → gradient updates (while the simulator ticks) → wait for tick t+1
+    → obs_{t+1}, reward, terminated/truncated → store the transition → choose a_{t+1} ...
+
+SIGINT/SIGTERM set a flag: the loop stops at the next wait, the car gets a brake command, a
+final checkpoint is written and the node exits with status 0. Invalid parameters or an
+unusable resume checkpoint stop it at start-up with status 2 and a message naming the cause.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+import torch
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from td3_core.checkpoint import CheckpointError
+from td3_trainer import params as trainer_params
+from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
+from td3_trainer.env_client import Observation, RosEnv
+from td3_trainer.episode import EpisodeStats, Outcome, classify_step
+from td3_trainer.monitor import Monitor
+from td3_trainer.params import ParamError, TrainerParams
+from td3_trainer.reward import RewardFunction, StepState
+from td3_trainer.tick_sync import GapKind
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+
+
+class StartupError(Exception):
+    """The node cannot start; the message says which parameter or file and why."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StartupError(f"device: '{name}' requested but CUDA is not available")
+    return torch.device(name)
+
+
+class TrainerNode(Node):
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__("td3_trainer")
+        self.stop = stop
+        try:
+            self.params: TrainerParams = trainer_params.validate(trainer_params.declare(self))
+        except ParamError as error:
+            raise StartupError(f"invalid parameter {error}") from error
+        p = self.params
+        self.log = self.get_logger()
+        if p.num_threads:
+            torch.set_num_threads(int(p.num_threads))
+        torch.manual_seed(int(p.seed))
+        self.device = resolve_device(str(p.device))
+        resumed = self._load_resume()
+        # A resumed run keeps writing into its own run directory unless run_name says otherwise.
+        resumed_run = str(resumed.extra.get("run_name") or resumed.path.parent.name) if resumed else ""
+        run_name = str(p.run_name) or resumed_run or default_run_name()
+        self.run_name = run_name
+        self.run_dir = Path(str(p.models_dir)) / run_name
+
+        from td3_trainer.config import TD3Config
+        from td3_trainer.replay_buffer import FrameReplayBuffer
+        from td3_trainer.td3 import TD3Agent
+
+        self.td3_config = TD3Config(**p.td3)
+        self.agent = TD3Agent(p.architecture, self.td3_config, self.device)
+        arch = p.architecture
+        self.buffer = FrameReplayBuffer(
+            int(p.buffer_size),
+            frame_shape=(arch.image_size, arch.image_size),
+            frame_stack=arch.frame_stack,
+            vector_dim=arch.vector_dim,
+            action_dim=arch.action_dim,
+            device=str(self.device),
+            seed=int(p.seed),
+        )
+        self.rng = np.random.default_rng(int(p.seed))
+        self.env_steps = 0
+        self.episodes = 0
+        self.resumed_from: str | None = None
+        if resumed is not None:
+            self._restore(resumed)
+
+        self.checkpoints = CheckpointManager(
+            self.run_dir,
+            str(p.scenario),
+            int(p.checkpoint_every),
+            int(p.keep_last),
+            bool(p.save_replay_buffer),
+            info=self.log.info,
+            error=self.log.error,
+        )
+        self.env = RosEnv(self, p, stop)
+        self.reward_fn = RewardFunction(p.reward, float(p.fixed_delta_seconds))
+        self.monitor = Monitor(
+            self,
+            run_name=run_name,
+            role_name=str(p.role_name),
+            log_dir=str(p.log_dir),
+            total_steps=int(p.total_steps),
+            start_steps=self.env_steps,
+            stats_period_s=float(p.stats_period_s),
+            progress=bool(p.progress),
+            tensorboard=bool(p.tensorboard),
+            status=self._status,
+        )
+        self.started = time.monotonic()
+        self.steps_this_run = 0
+        self.log.info(
+            f"run '{run_name}' → {self.run_dir}; device {self.device}; "
+            f"{'resumed from ' + self.resumed_from if self.resumed_from else 'new run'} at env step {self.env_steps}, "
+            f"update {self.agent.total_it}; budget {p.total_steps or 'unlimited'} steps; "
+            f"camera {self.env.image_topic}, commands {self.env.command_topic}"
+        )
+
+    # ------------------------------------------------------------------ start-up
+
+    def _load_resume(self) -> Resumed | None:
+        p = self.params
+        if not str(p.resume):
+            return None
+        expected = {
+            "architecture": p.architecture.to_dict(),
+            "preprocessing": p.preprocess.to_dict(),
+            "observation": p.observation.to_dict(),
+        }
+        try:
+            path = locate_resume(str(p.resume), str(p.models_dir))
+            return load_resume(path, bool(p.save_replay_buffer), expected)
+        except CheckpointError as error:
+            raise StartupError(f"resume: {error}") from error
+
+    def _restore(self, resumed: Resumed) -> None:
+        self.agent.load_checkpoint_payload(resumed.checkpoint, restore_rng=True)
+        extra = resumed.extra
+        self.env_steps = int(extra.get("env_steps", 0))
+        self.episodes = int(extra.get("episodes", 0))
+        if isinstance(extra.get("exploration_rng"), dict):
+            self.rng.bit_generator.state = extra["exploration_rng"]
+        self.resumed_from = str(resumed.path)
+        if resumed.replay is not None:
+            self.buffer.load_state_dict(resumed.replay)
+            self.log.info(f"replay buffer restored: {len(self.buffer)} transitions")
+        elif self.params.save_replay_buffer:
+            self.log.warning(f"no replay buffer saved next to {resumed.path}: starting with an empty one")
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        p = self.params
+        observation = self._start_episode()
+        episode = EpisodeStats(index=self.episodes)
+        while observation is not None and not self._budget_spent():
+            action = self._choose_action(observation)
+            self.env.send(action, observation.stamp_ns)
+            self._train()  # overlaps the simulator's tick
+            following = self.env.observe()
+            if following is None:
+                break
+            self.env_steps += 1
+            self.steps_this_run += 1
+            episode.steps += 1
+            episode.move_to(following.x, following.y)
+            outcome = self._step(episode, observation, action, following)
+            self.monitor.on_step()
+            self.monitor.update(
+                env_steps=self.env_steps,
+                total_it=self.agent.total_it,
+                buffer_size=len(self.buffer),
+                episodes=self.episodes,
+            )
+            if self.checkpoints.due(self.env_steps):
+                self.save_checkpoint()
+            if outcome.done:
+                self._end_episode(episode, outcome.reason)
+                episode = EpisodeStats(index=self.episodes)
+                observation = None if self._budget_spent() else self._start_episode()
+            else:
+                observation = following
+        if episode.steps and self.stop.is_set():
+            self.log.info(f"stopping in episode {episode.index} after {episode.steps} steps")
+        if self._budget_spent():
+            self.log.info(f"step budget of {p.total_steps} reached")
+
+    def _step(self, episode: EpisodeStats, before: Observation, action: np.ndarray, after: Observation) -> Outcome:
+        """Reward and outcome of one action; stores the transition unless frames were missing."""
+        p = self.params
+        projection = after.projection
+        outcome = classify_step(
+            p.episode,
+            episode_steps=episode.steps,
+            lateral_m=projection.lateral,
+            remaining_m=projection.remaining,
+            collisions=after.collisions,
+        )
+        if after.gap is GapKind.BACKWARDS:
+            return Outcome(truncated=True, reason="restart")
+        if after.new_segment:
+            # Frames are missing between `before` and `after`: no transition across them; the
+            # replay buffer starts a new segment and the reward forgets what it cannot see.
+            episode.gaps += 1
+            self.buffer.start_episode(after.frame, after.vector)
+            self.reward_fn.resync(projection.distance_along, after.speed)
+            return outcome
+        result = self.reward_fn.step(
+            StepState(
+                speed=after.speed,
+                lateral=projection.lateral,
+                heading_error=after.heading_error,
+                distance_along=projection.distance_along,
+                action=action,
+                collision=outcome.collision,
+                off_road=outcome.off_road,
+                lane_invasions=after.lane_invasions,
+                goal=outcome.goal,
+            )
+        )
+        self.buffer.add(action, result.total, after.frame, after.vector, outcome.terminated, outcome.truncated)
+        episode.transitions += 1
+        episode.progress_m += projection.distance_along - before.projection.distance_along
+        episode.add_reward(result.total, result.terms)
+        return outcome
+
+    def _choose_action(self, observation: Observation) -> np.ndarray:
+        """Uniform random actions until learning starts, then the policy plus Gaussian noise."""
+        if self.agent.total_it == 0 and len(self.buffer) < self._learning_threshold():
+            return self.rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        return self.agent.act(
+            observation.frames, observation.vector, noise_std=float(self.params.exploration_noise), rng=self.rng
+        )
+
+    def _learning_threshold(self) -> int:
+        return max(int(self.params.learning_starts), int(self.params.batch_size))
+
+    def _train(self) -> None:
+        if not self.params.updates_per_step or len(self.buffer) < self._learning_threshold():
+            return
+        batch_size = int(self.params.batch_size)
+        for _ in range(int(self.params.updates_per_step)):
+            stats = self.agent.update(self.buffer.sample(batch_size))
+            self.monitor.on_train(stats, self.agent.total_it)
+
+    def _start_episode(self) -> Observation | None:
+        seed = int(self.params.episode_seed)
+        observation = self.env.reset(seed + self.episodes if seed >= 0 else -1)
+        if observation is None:
+            return None
+        self.buffer.start_episode(observation.frame, observation.vector)
+        self.reward_fn.reset(observation.projection.distance_along, observation.speed)
+        return observation
+
+    def _end_episode(self, episode: EpisodeStats, reason: str) -> None:
+        episode.reason = reason
+        self.monitor.on_episode(episode, self.env_steps)
+        self.episodes += 1
+
+    def _budget_spent(self) -> bool:
+        total = int(self.params.total_steps)
+        return total > 0 and self.env_steps >= total
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path | None:
+        p = self.params
+        extra = {
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "run_name": self.run_name,
+            "scenario": str(p.scenario),
+            "replay_buffer_size": len(self.buffer),
+            "exploration_rng": self.rng.bit_generator.state,
+            "resumed_from": self.resumed_from or "",
+            "wall_time_s": time.monotonic() - self.started,
+            "saved_at": time.time(),
+            "sync": self.env.counters.as_dict(),
+        }
+        payload = self.agent.checkpoint_payload(
+            preprocess=p.preprocess.to_dict(),
+            observation=p.observation.to_dict(),
+            action=p.action.to_dict(),
+            config=dict(p.values),
+            extra=extra,
+        )
+        replay = self.buffer.state_dict if p.save_replay_buffer else None
+        return self.checkpoints.save(payload, self.env_steps, replay)
+
+    def _status(self) -> dict[str, Any]:
+        """For /diagnostics (read from the executor's thread)."""
+        counters = self.env.counters.as_dict()
+        return {
+            "waiting_for": self.env.waiting_for,
+            "run": self.run_name,
+            "last_checkpoint": str(self.checkpoints.last_saved or ""),
+            "checkpoint_failures": self.checkpoints.failures,
+            **counters,
+        }
+
+    def shutdown(self) -> None:
+        """Brake, final checkpoint (unless this step is already saved), close the monitor."""
+        try:
+            self.env.brake()
+        except Exception as error:  # the context may already be gone
+            self.log.debug(f"no final brake command: {error}")
+        if self.steps_this_run and self.checkpoints.last_saved_step != self.env_steps:
+            self.save_checkpoint()
+        elif not self.steps_this_run:
+            self.log.info("no environment step taken in this run: no new checkpoint")
+        elapsed = time.monotonic() - self.started
+        rate = self.steps_this_run / elapsed if elapsed > 0 else 0.0
+        self.log.info(
+            f"done: {self.env_steps} env steps ({self.steps_this_run} in this run, {rate:.1f} steps/s), "
+            f"{self.agent.total_it} updates, {self.episodes} episodes; sync {self.env.counters.as_dict()}"
+        )
+        self.monitor.close()
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: do not wait any longer
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(args: list[str] | None = None) -> int:
+    stop = threading.Event()
+    # Our own handlers: rclpy's would shut the context down under the running loop.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    _install_signal_handlers(stop)
+    node: TrainerNode | None = None
+    executor = SingleThreadedExecutor()
+    spinner: threading.Thread | None = None
+    code = EXIT_OK
+    try:
+        try:
+            node = TrainerNode(stop)
+        except StartupError as error:
+            rclpy.logging.get_logger("td3_trainer").fatal(str(error))
+            return EXIT_CONFIG
+        executor.add_node(node)
+        spinner = threading.Thread(target=_spin, args=(executor, stop), name="ros-executor", daemon=True)
+        spinner.start()
+        try:
+            node.run()
+        finally:
+            node.shutdown()
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        if spinner is not None:
+            spinner.join(timeout=2.0)
+    return code
+
+
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
+    try:
+        executor.spin()
+    except (ExternalShutdownException, rclpy.executors.ShutdownException):
+        pass
+    except Exception as error:  # a failing callback must not leave the loop waiting forever
+        rclpy.logging.get_logger("td3_trainer").fatal(f"ROS executor failed: {error!r}")
+        stop.set()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
