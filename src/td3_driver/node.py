@@ -1,0 +1,530 @@
+"""The driver node: newest camera frame (+ route and odometry) → policy → vehicle control.
+
+    python -m td3_driver.node --ros-args -p checkpoint:=models/<run> [-p rate_hz:=20.0] ...
+
+Inference runs in the image callback, once per valid frame, so an action is ready before the
+command timer fires; the timer (steady clock, `rate_hz`) only asks the safety gate what to send
+and publishes it. Image→command latency is measured from the image callback's entry to the
+publication of the first command computed from that image (reported on /diagnostics), and the
+command's header carries the source image's stamp, so it can be traced from outside too.
+Everything the network sees goes through td3_core's ObservationBuilder (DriverInputs below).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+import torch
+from builtin_interfaces.msg import Time
+from carla_msgs.msg import CarlaEgoVehicleControl
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry, Path
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, Header
+from visualization_msgs.msg import MarkerArray
+
+from td3_core.actions import VehicleCommand
+from td3_core.checkpoint import CheckpointError, CheckpointMeta, resolve_checkpoint
+from td3_core.image_codec import ImageError
+from td3_core.observation import ObservationBuilder
+from td3_core.preprocessing import PreprocessConfig
+from td3_core.vector_state import ObservationConfig
+from td3_driver.hot_reload import CheckpointId, CheckpointWatcher, Rejected, Swap
+from td3_driver.params import DriverParams, ParamError, declare
+from td3_driver.policy_runner import DeviceError, PolicyRunner, load_runner, select_device
+from td3_driver.safety import STALE_REASONS, BrakeReason, Decision, SafetyGate, StateLog, ThrottledLog
+from td3_driver.visualization import command_markers, diagnostics_message, network_input_image
+
+NODE_NAME = "td3_driver"
+# Sensor data: keep only the newest message, never wait for a lost one (compatible with the
+# bridge's reliable publishers too).
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
+# Like carla_waypoint_publisher: the route is published once and latched for late subscribers.
+ROUTE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+# Commands: only the newest matters, but it must arrive.
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+MONITOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+TWIST_MAX_LON_ACCELERATION = 10.0  # carla_twist_to_control's MAX_LON_ACCELERATION: linear.x at throttle 1
+
+
+class InvalidMessageError(ValueError):
+    """A message with values no observation may be built from."""
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+class DriverInputs:
+    """The driver's path from messages to network inputs: validation, then ObservationBuilder.
+
+    ROS-free (reads message fields only). The speed fed to a vector policy is the trainer's:
+    the speedometer when fresh and `use_speedometer`, else the odometry twist.
+    """
+
+    def __init__(
+        self,
+        preprocess: PreprocessConfig,
+        observation: ObservationConfig,
+        use_speedometer: bool = True,
+        speed_timeout: float = 0.3,
+        clock=time.monotonic,
+    ) -> None:
+        self.builder = ObservationBuilder(preprocess, observation)
+        self.use_speedometer = use_speedometer
+        self.speed_timeout = speed_timeout
+        self.clock = clock
+        self.odometry: Odometry | None = None
+        self._speed: float | None = None
+        self._speed_time = -math.inf
+
+    @property
+    def needs_vector(self) -> bool:
+        return self.builder.needs_route
+
+    @property
+    def has_route(self) -> bool:
+        return self.builder.route is not None
+
+    def push_image(self, msg: Image, restart: bool = False) -> np.ndarray:
+        """Decode and stack a frame (ImageError if bad); `restart` drops the frames before a gap."""
+        if restart:
+            self.builder.stacker.reset()
+        return self.builder.push_image(msg)  # decodes before stacking: a bad image changes nothing
+
+    def set_route(self, msg: Path) -> int:
+        """Raises ValueError on fewer than 2 or non-finite points; returns the number of points."""
+        self.builder.set_route_from_path(msg)
+        return len(msg.poses)
+
+    def set_odometry(self, msg: Odometry) -> None:
+        pose, twist = msg.pose.pose, msg.twist.twist.linear
+        p, q = pose.position, pose.orientation
+        if not _finite(p.x, p.y, p.z, q.x, q.y, q.z, q.w, twist.x, twist.y, twist.z):
+            raise InvalidMessageError("non-finite pose or twist")
+        self.odometry = msg
+
+    def set_speed(self, msg: Float32) -> None:
+        if not math.isfinite(msg.data):
+            raise InvalidMessageError(f"non-finite speed {msg.data}")
+        self._speed, self._speed_time = float(msg.data), self.clock()
+
+    def speed(self) -> float | None:
+        """The speedometer reading when it is used and fresh; None = the odometry twist."""
+        if self.use_speedometer and self.clock() - self._speed_time <= self.speed_timeout:
+            return self._speed
+        return None
+
+    def vector(self) -> np.ndarray:
+        """Vector state from the newest odometry and the route (empty for pixels-only policies)."""
+        if not self.needs_vector:
+            return np.zeros(0, dtype=np.float32)
+        if self.odometry is None:
+            raise InvalidMessageError("no odometry yet")
+        vector, _ = self.builder.vector(self.odometry, self.speed())
+        if not np.isfinite(vector).all():
+            raise InvalidMessageError("vector state is not finite")
+        return vector
+
+
+@dataclass
+class PendingAction:
+    action: np.ndarray
+    stamp: Time  # header stamp of the image it was computed from
+    arrival: float  # monotonic time the image callback started
+    published: bool = False
+
+
+class Window:
+    """Samples of the current diagnostics period."""
+
+    def __init__(self) -> None:
+        self.samples: deque[float] = deque(maxlen=10_000)
+
+    def add(self, value: float) -> None:
+        self.samples.append(value)
+
+    def summary_ms(self) -> tuple[float, float]:
+        """(p50, max) in ms, NaN when empty."""
+        if not self.samples:
+            return math.nan, math.nan
+        values = np.fromiter(self.samples, dtype=np.float64) * 1000.0
+        return float(np.percentile(values, 50)), float(values.max())
+
+
+@dataclass
+class Counters:
+    commands: int = 0
+    safety_brakes: int = 0
+    stale_events: int = 0
+    frames: int = 0
+    inferences: int = 0
+    non_finite_actions: int = 0
+    reloads: int = 0
+    rejected_reloads: int = 0
+
+
+def twist_from_command(command: VehicleCommand, max_steering_angle: float) -> Twist:
+    """carla_twist_to_control's inverse: a braking command is the all-zero Twist (full brake)."""
+    twist = Twist()
+    if command.brake > 0.0 or command.throttle <= 0.0:
+        return twist
+    twist.linear.x = float(command.throttle * TWIST_MAX_LON_ACCELERATION)
+    twist.angular.z = float(-command.steer * max_steering_angle)  # + steer = right = negative yaw rate
+    return twist
+
+
+def _identity(path) -> CheckpointId | None:
+    try:
+        return CheckpointId.of(path)
+    except OSError:
+        return None  # loading will say what is wrong with it
+
+
+class DriverNode(Node):
+    def __init__(self, clock=time.monotonic) -> None:
+        super().__init__(NODE_NAME)
+        self.params: DriverParams = declare(self)
+        p = self.params
+        self._mono = clock
+        if p.cpu_threads > 0:
+            torch.set_num_threads(p.cpu_threads)
+        try:
+            self.device = select_device(p.device)
+        except DeviceError as error:
+            raise ParamError("device", str(error)) from error
+        try:
+            path = resolve_checkpoint(p.checkpoint, p.models_dir)
+            identity = _identity(path)  # before loading: a file replaced meanwhile is reloaded later
+            self.runner: PolicyRunner = load_runner(str(path), self.device, p.warmup_iterations)
+            identity = identity or CheckpointId.of(path)
+        except (CheckpointError, OSError) as error:
+            raise ParamError("checkpoint", f"{p.checkpoint!r} is unusable: {error}") from error
+        meta = self.runner.meta
+        self.checkpoint = identity
+
+        self.topics = {
+            name: p.topic(suffix)
+            for name, suffix in (
+                ("image", "rgb_front/image"),
+                ("odometry", "odometry"),
+                ("speedometer", "speedometer"),
+                ("waypoints", "waypoints"),
+                ("command", "vehicle_control_cmd"),
+                ("twist", "twist"),
+            )
+        }
+        self.inputs = DriverInputs(meta.preprocess, meta.observation, p.use_speedometer, p.stale_timeout, clock)
+        self.gate = SafetyGate(
+            p.stale_timeout,
+            self.inputs.needs_vector,
+            meta.action,
+            clock,
+            self.topics["image"],
+            self.topics["odometry"],
+            self.topics["waypoints"],
+        )
+        self.counters = Counters()
+        self.dropped: dict[str, int] = {}
+        self.inference_window, self.latency_window = Window(), Window()
+        self._window_commands, self._window_start = 0, clock()
+        self._pending: PendingAction | None = None
+        self._inference_error = ""
+        self._decision: Decision | None = None
+        self._state_log = StateLog(p.log_throttle_s, clock)
+        self._drop_log = ThrottledLog(p.log_throttle_s, clock)
+
+        self._command_pub = self.create_publisher(CarlaEgoVehicleControl, self.topics["command"], COMMAND_QOS)
+        self._twist_pub = self.create_publisher(Twist, self.topics["twist"], COMMAND_QOS) if p.publish_twist else None
+        self._input_pub = self.create_publisher(Image, "~/network_input", MONITOR_QOS)
+        self._marker_pub = self.create_publisher(MarkerArray, "~/command_marker", MONITOR_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+
+        self.create_subscription(Image, self.topics["image"], self._on_image, SENSOR_QOS)
+        if self.inputs.needs_vector:
+            self.create_subscription(Odometry, self.topics["odometry"], self._on_odometry, SENSOR_QOS)
+            self.create_subscription(Path, self.topics["waypoints"], self._on_route, ROUTE_QOS)
+            if p.use_speedometer:
+                self.create_subscription(Float32, self.topics["speedometer"], self._on_speed, SENSOR_QOS)
+
+        self.watcher = None
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # the watchdog must run even if sim time stops
+        if p.watch:
+            loader = lambda path: load_runner(str(path), self.device, p.warmup_iterations)  # noqa: E731
+            self.watcher = CheckpointWatcher(p.checkpoint, p.models_dir, identity, loader, self._compatible)
+            self.create_timer(p.watch_period_s, self._on_watch, clock=steady)
+        self.create_timer(p.diagnostics_period_s, self._on_diagnostics, clock=steady)
+        self.get_logger().info(
+            f"driving with {identity.path} ({self._describe(meta)}) on {self.device}; "
+            f"{self.topics['image']} → {self.topics['command']} at {p.rate_hz:g} Hz, "
+            f"stale_timeout {p.stale_timeout:g} s"
+            + (f", watching for newer checkpoints every {p.watch_period_s:g} s" if p.watch else "")
+        )
+        # Last: the policy is loaded and warmed up before the first command is due.
+        self.create_timer(1.0 / p.rate_hz, self._on_timer, clock=steady)
+
+    @staticmethod
+    def _describe(meta: CheckpointMeta) -> str:
+        arch = meta.architecture
+        vector = f"vector {arch.vector_dim}" if arch.vector_dim else "pixels only"
+        return (
+            f"format {meta.format_version}, total_it {meta.total_it}, {arch.frame_stack}x{arch.image_size}x"
+            f"{arch.image_size} frames, {vector}"
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def _drop(self, kind: str, error: Exception) -> None:
+        """Count and (throttled) log a message that cannot be used; the node carries on."""
+        self.dropped[kind] = self.dropped.get(kind, 0) + 1
+        log_now, suppressed = self._drop_log.should_log(kind)
+        if log_now:
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            self.get_logger().warning(f"dropped a bad message on {self.topics[kind]}: {error}{more}")
+
+    def _on_image(self, msg: Image) -> None:
+        arrival = self._mono()
+        try:
+            frames = self.inputs.push_image(msg, restart=not self.gate.frame_is_fresh())
+        except (ImageError, ValueError) as error:
+            self._drop("image", error)
+            return
+        self.gate.frame_received()
+        self.counters.frames += 1
+        self._pending, self._inference_error = None, ""
+        self._infer(frames, msg.header.stamp, arrival)
+        if self.params.publish_network_input and self._input_pub.get_subscription_count() > 0:
+            self._input_pub.publish(
+                network_input_image(frames, Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id))
+            )
+
+    def _infer(self, frames: np.ndarray, stamp: Time, arrival: float) -> None:
+        if self.inputs.needs_vector and self.gate.input_problem() is not None:
+            return  # the timer brakes and says why (no route / odometry)
+        try:
+            vector = self.inputs.vector()
+            result = self.runner.infer(frames, vector)
+        except Exception as error:  # never let one observation kill the driver
+            self._inference_error = f"{type(error).__name__}: {error}"
+            return
+        self.counters.inferences += 1
+        self.inference_window.add(result.seconds)
+        if not result.finite:
+            self.counters.non_finite_actions += 1
+        self._pending = PendingAction(result.action, stamp, arrival)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        try:
+            self.inputs.set_odometry(msg)
+        except InvalidMessageError as error:
+            self._drop("odometry", error)
+            return
+        self.gate.odometry_received()
+
+    def _on_speed(self, msg: Float32) -> None:
+        try:
+            self.inputs.set_speed(msg)
+        except InvalidMessageError as error:
+            self._drop("speedometer", error)
+
+    def _on_route(self, msg: Path) -> None:
+        try:
+            points = self.inputs.set_route(msg)
+        except ValueError as error:
+            self._drop("waypoints", error)
+            return
+        self.gate.route_received()
+        self.get_logger().info(
+            f"route from {self.topics['waypoints']}: {points} points, {self.inputs.builder.route.length:.0f} m"
+        )
+
+    # ------------------------------------------------------------------ output
+
+    def _on_timer(self) -> None:
+        pending = self._pending
+        decision = self.gate.decide(None if pending is None else pending.action, self._inference_error)
+        msg = CarlaEgoVehicleControl()
+        msg.header.frame_id = self.params.role_name
+        if decision.reason is None and pending is not None:
+            msg.header.stamp = pending.stamp
+        else:
+            msg.header.stamp = self.get_clock().now().to_msg()
+        command = decision.command
+        msg.steer, msg.throttle, msg.brake = float(command.steer), float(command.throttle), float(command.brake)
+        self._command_pub.publish(msg)
+        if decision.reason is None and pending is not None and not pending.published:
+            pending.published = True
+            self.latency_window.add(self._mono() - pending.arrival)
+        if self._twist_pub is not None:
+            self._twist_pub.publish(twist_from_command(command, self.params.twist_max_steering_angle))
+        if self._marker_pub.get_subscription_count() > 0:
+            self._marker_pub.publish(
+                command_markers(command, self.params.role_name, msg.header.stamp, decision.braking_for_safety)
+            )
+        self._account(decision)
+
+    def _account(self, decision: Decision) -> None:
+        self.counters.commands += 1
+        self._window_commands += 1
+        previous = self._decision.reason if self._decision else None
+        self._decision = decision
+        if decision.reason is not None:
+            self.counters.safety_brakes += 1
+            if decision.reason in STALE_REASONS and decision.reason != previous:
+                self.counters.stale_events += 1
+        if not self._state_log.should_log(decision.reason):
+            return
+        log = self.get_logger()
+        if decision.reason is None:
+            if self._state_log.changes > 1:  # not at start-up: this is a recovery
+                log.info("inputs valid again: driving with the policy's actions")
+        elif decision.reason in STALE_REASONS:
+            log.warning(decision.describe())
+        else:
+            log.error(decision.describe())
+
+    def brake_now(self) -> None:
+        """Publish full brake immediately (shutdown): CARLA keeps applying the last control."""
+        msg = CarlaEgoVehicleControl(brake=1.0)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.params.role_name
+        self._command_pub.publish(msg)
+        if self._twist_pub is not None:
+            self._twist_pub.publish(Twist())
+
+    # ------------------------------------------------------------------ hot reload
+
+    def _compatible(self, runner: PolicyRunner) -> str | None:
+        old, new = self.runner.meta, runner.meta
+        if (new.preprocess, new.observation) != (old.preprocess, old.observation):
+            return (
+                f"its preprocessing/observation ({new.preprocess}, {new.observation}) differ from the running "
+                f"policy's ({old.preprocess}, {old.observation}); restart the driver to use it"
+            )
+        return None
+
+    def _on_watch(self) -> None:
+        assert self.watcher is not None
+        outcome = self.watcher.poll()
+        if isinstance(outcome, Swap):
+            self.runner, self.checkpoint = outcome.runner, outcome.identity
+            self.gate.action_config = outcome.runner.meta.action
+            self.counters.reloads += 1
+            self.get_logger().info(f"now driving with {outcome.identity} ({self._describe(outcome.runner.meta)})")
+        elif isinstance(outcome, Rejected):
+            self.counters.rejected_reloads += 1
+            self.get_logger().error(
+                f"not switching to {outcome.identity}: {outcome.reason}; still driving with {self.checkpoint} "
+                "(this file is not tried again unless it changes)"
+            )
+        elif self.watcher.last_error and self._drop_log.should_log("watch")[0]:
+            self.get_logger().warning(f"watching '{self.params.checkpoint}': {self.watcher.last_error}")
+
+    # ------------------------------------------------------------------ monitoring
+
+    def _on_diagnostics(self) -> None:
+        now = self._mono()
+        elapsed = max(now - self._window_start, 1e-9)
+        rate = self._window_commands / elapsed
+        inference_p50, inference_max = self.inference_window.summary_ms()
+        latency_p50, latency_max = self.latency_window.summary_ms()
+        self._window_commands, self._window_start = 0, now
+        self.inference_window, self.latency_window = Window(), Window()
+
+        decision = self._decision or self.gate.decide(None)  # before the first command: what it would be
+        reason = decision.reason
+        if reason is None:
+            level = DiagnosticStatus.OK
+        elif reason in STALE_REASONS or reason is BrakeReason.NO_ACTION:
+            level = DiagnosticStatus.WARN
+        else:
+            level = DiagnosticStatus.ERROR
+        message = decision.describe()
+        c = self.counters
+        values = {
+            "state": "driving" if reason is None else "full brake",
+            "brake_reason": "" if reason is None else reason.name.lower(),
+            "rate_hz_target": self.params.rate_hz,
+            "rate_hz_achieved": rate,
+            "inference_ms_p50": inference_p50,
+            "inference_ms_max": inference_max,
+            "image_to_command_ms_p50": latency_p50,
+            "image_to_command_ms_max": latency_max,
+            "commands": c.commands,
+            "safety_brake_commands": c.safety_brakes,
+            "stale_events": c.stale_events,
+            "frames": c.frames,
+            "inferences": c.inferences,
+            "non_finite_actions": c.non_finite_actions,
+            "dropped_messages": sum(self.dropped.values()),
+            **{f"dropped_{kind}": count for kind, count in sorted(self.dropped.items())},
+            "checkpoint": str(self.checkpoint),
+            "total_it": self.runner.meta.total_it,
+            "device": str(self.device),
+            "reloads": c.reloads,
+            "rejected_reloads": c.rejected_reloads,
+        }
+        stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(
+            diagnostics_message(f"{NODE_NAME}: policy", self.params.role_name, level, message, values, stamp)
+        )
+
+
+def _sigterm_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the driver until Ctrl-C / SIGTERM; 1 when start-up fails (the message names the parameter)."""
+    # rclpy's own handler would shut the context down before we could send the final brake.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    node: DriverNode | None = None
+    code = 0
+    try:
+        node = DriverNode()
+        rclpy.spin(node)
+    except ParamError as error:
+        get_logger(NODE_NAME).fatal(f"cannot start: {error}")
+        code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            if rclpy.ok():
+                node.brake_now()
+            if node.watcher is not None:
+                node.watcher.wait(timeout=5.0)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
