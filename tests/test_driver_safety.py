@@ -1,0 +1,328 @@
+"""The driver's safety rules, ROS-free, with an injected clock (no sleeping, no timing).
+
+Covers the gate (stale/missing inputs → full brake with the reason, NaN/inf actions → brake,
+clamping, recovery), the rate-limited logging decisions, NaN detection of the policy runner,
+device selection, parameter validation, and the checks the driver's inputs apply to messages.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from nav_msgs.msg import Odometry
+from std_msgs.msg import Float32
+
+from td3_core.actions import ActionConfig, VehicleCommand
+from td3_core.checkpoint import CheckpointMeta
+from td3_core.networks import Policy
+from td3_core.preprocessing import PreprocessConfig
+from td3_core.vector_state import ObservationConfig
+from td3_driver.node import DriverInputs, InvalidMessageError, twist_from_command
+from td3_driver.params import PARAMS, ParamError, validate
+from td3_driver.policy_runner import DeviceError, PolicyError, PolicyRunner, select_device
+from td3_driver.safety import BrakeReason, SafetyGate, StateLog, ThrottledLog
+
+from .checkpoint_factory import small_architecture
+
+TIMEOUT = 0.3
+BRAKE = VehicleCommand.full_brake()
+
+
+class FakeClock:
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _gate(clock: FakeClock, needs_vector: bool = False, **kwargs) -> SafetyGate:
+    return SafetyGate(stale_timeout=TIMEOUT, needs_vector=needs_vector, clock=clock, frame_topic="/cam", **kwargs)
+
+
+# ----------------------------------------------------------------------------- the gate
+
+
+def test_before_the_first_frame_the_car_brakes_and_says_why():
+    clock = FakeClock()
+    gate = _gate(clock)
+    decision = gate.decide([0.0, 1.0])
+    assert decision.command == BRAKE and decision.reason is BrakeReason.NO_FRAME
+    assert "/cam" in decision.detail and "no camera frame" in decision.describe()
+    clock.advance(10.0)
+    assert gate.decide([0.0, 1.0]).reason is BrakeReason.NO_FRAME
+
+
+def test_fresh_frame_and_finite_action_drive():
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.frame_received()
+    decision = gate.decide(np.array([0.25, 0.5], dtype=np.float32))
+    assert decision.reason is None and not decision.braking_for_safety
+    assert decision.command == VehicleCommand(steer=0.25, throttle=0.5, brake=0.0)
+
+
+def test_stale_frame_brakes_then_recovers_with_the_next_frame():
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.frame_received()
+    clock.advance(TIMEOUT)  # exactly the timeout is still fresh
+    assert gate.decide([0.0, 0.5]).reason is None
+    clock.advance(0.01)
+    stale = gate.decide([0.0, 0.5])
+    assert stale.command == BRAKE and stale.reason is BrakeReason.STALE_FRAME
+    assert "0.31 s ago" in stale.detail and "stale_timeout 0.3 s" in stale.detail
+    gate.frame_received()
+    assert gate.decide([0.0, 0.5]).command == VehicleCommand(steer=0.0, throttle=0.5, brake=0.0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_action_brakes(bad: float):
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.frame_received()
+    for action in ([bad, 0.5], [0.0, bad], np.array([bad, bad], dtype=np.float32)):
+        decision = gate.decide(action)
+        assert decision.command == BRAKE and decision.reason is BrakeReason.NON_FINITE_ACTION
+
+
+def test_missing_action_and_inference_error_brake():
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.frame_received()
+    assert gate.decide(None).reason is BrakeReason.NO_ACTION
+    failed = gate.decide([0.0, 1.0], inference_error="RuntimeError: out of memory")
+    assert failed.reason is BrakeReason.INFERENCE_ERROR and "out of memory" in failed.describe()
+
+
+def test_actions_are_clamped_to_carla_ranges_and_scaled():
+    clock = FakeClock()
+    gate = _gate(clock, action_config=ActionConfig(max_steer=0.5, max_throttle=0.6, max_brake=0.8))
+    gate.frame_received()
+    assert gate.decide([3.0, 5.0]).command == VehicleCommand(steer=0.5, throttle=0.6, brake=0.0)
+    assert gate.decide([-3.0, -5.0]).command == VehicleCommand(steer=-0.5, throttle=0.0, brake=0.8)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True), st.floats(allow_nan=True, allow_infinity=True))
+def test_every_command_is_finite_and_in_range(steer: float, accel: float):
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.frame_received()
+    command = gate.decide([steer, accel]).command
+    values = (command.steer, command.throttle, command.brake)
+    assert all(math.isfinite(v) for v in values)
+    assert -1.0 <= command.steer <= 1.0 and 0.0 <= command.throttle <= 1.0 and 0.0 <= command.brake <= 1.0
+    assert command.throttle == 0.0 or command.brake == 0.0
+
+
+def test_vector_policy_needs_route_and_fresh_odometry():
+    clock = FakeClock()
+    gate = _gate(clock, needs_vector=True, odometry_topic="/odom", route_topic="/route")
+    gate.frame_received()
+    assert gate.decide([0.0, 1.0]).reason is BrakeReason.NO_ROUTE
+    gate.route_received()
+    assert gate.decide([0.0, 1.0]).reason is BrakeReason.NO_ODOMETRY
+    gate.odometry_received()
+    assert gate.decide([0.0, 1.0]).reason is None
+    clock.advance(0.2)
+    gate.frame_received()
+    clock.advance(0.2)  # odometry 0.4 s old, frame 0.2 s
+    decision = gate.decide([0.0, 1.0])
+    assert decision.reason is BrakeReason.STALE_ODOMETRY and "/odom" in decision.detail
+    gate.odometry_received()
+    assert gate.decide([0.0, 1.0]).reason is None
+
+
+def test_a_stale_camera_is_reported_before_odometry():
+    clock = FakeClock()
+    gate = _gate(clock, needs_vector=True)
+    assert gate.decide([0.0, 1.0]).reason is BrakeReason.NO_FRAME
+
+
+def test_gate_refuses_a_non_positive_timeout():
+    with pytest.raises(ValueError, match="stale_timeout"):
+        SafetyGate(stale_timeout=0.0, needs_vector=False)
+
+
+# ----------------------------------------------------------------------------- rate-limited logging
+
+
+def test_state_log_logs_each_change_once_then_throttled():
+    clock = FakeClock()
+    log = StateLog(period_s=5.0, clock=clock)
+    assert log.should_log(BrakeReason.NO_FRAME)  # the first state
+    clock.advance(0.05)
+    assert not log.should_log(BrakeReason.NO_FRAME)  # 20 Hz repeats stay quiet
+    clock.advance(4.9)
+    assert not log.should_log(BrakeReason.NO_FRAME)
+    clock.advance(0.1)
+    assert log.should_log(BrakeReason.NO_FRAME)  # still braking: reminded every period
+    assert log.should_log(None)  # recovery is logged at once
+    assert not log.should_log(None)
+    assert log.should_log(BrakeReason.STALE_FRAME)  # a new problem at once, whatever the period
+    assert log.changes == 3
+
+
+def test_throttled_log_counts_what_it_suppressed_per_key():
+    clock = FakeClock()
+    log = ThrottledLog(period_s=1.0, clock=clock)
+    assert log.should_log("image") == (True, 0)
+    assert log.should_log("image") == (False, 0)
+    assert log.should_log("image") == (False, 0)
+    assert log.should_log("odometry") == (True, 0)  # keys are independent
+    clock.advance(1.0)
+    assert log.should_log("image") == (True, 2)
+    assert log.should_log("image") == (False, 0)
+
+
+# ----------------------------------------------------------------------------- NaN from the network
+
+
+def _runner(edit=None) -> PolicyRunner:
+    observation = ObservationConfig(use_vector_state=False)
+    arch = small_architecture(observation)
+    torch.manual_seed(0)
+    policy = Policy(arch)
+    if edit is not None:
+        with torch.no_grad():
+            edit(policy)
+    meta = CheckpointMeta(None, 2, arch, PreprocessConfig(36, 4), observation, ActionConfig(), 0)
+    return PolicyRunner(policy, meta, torch.device("cpu"))
+
+
+def _overflow_to_nan(policy: Policy) -> None:
+    """Finite weights (a checkpoint may hold them) whose activations overflow: inf - inf = NaN."""
+    for conv in (policy.actor_cnn.features[0], policy.actor_cnn.features[3], policy.actor_cnn.features[6]):
+        conv.weight.fill_(0.01)
+        conv.bias.zero_()
+    policy.actor_cnn.fc.weight.fill_(0.01)
+    policy.actor_cnn.fc.bias.zero_()
+    policy.actor.fc1.weight.fill_(3e38)
+    policy.actor.fc2.weight[:, 0::2] = 1.0
+    policy.actor.fc2.weight[:, 1::2] = -1.0
+
+
+def test_runner_flags_nan_output_and_the_gate_brakes():
+    runner = _runner(_overflow_to_nan)
+    assert runner.warm_up(2).finite  # black frames: all activations zero, the output is finite
+    frames = np.full((4, 36, 36), 200, dtype=np.uint8)
+    result = runner.infer(frames, np.zeros(0, dtype=np.float32))
+    assert not result.finite and np.isnan(result.action).any()
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.frame_received()
+    decision = gate.decide(result.action)
+    assert decision.command == BRAKE and decision.reason is BrakeReason.NON_FINITE_ACTION
+
+
+def test_warm_up_refuses_a_policy_that_is_nan_on_a_neutral_observation():
+    runner = _runner(lambda policy: policy.actor.fc3.bias.fill_(math.nan))
+    with pytest.raises(PolicyError, match="neutral observation"):
+        runner.warm_up(1)
+
+
+def test_runner_gives_the_policy_output_and_checks_shapes():
+    runner = _runner()
+    frames = np.random.default_rng(0).integers(0, 256, (4, 36, 36), dtype=np.uint8)
+    result = runner.infer(frames, np.zeros(0, dtype=np.float32))
+    with torch.no_grad():
+        expected = runner.policy(torch.from_numpy(frames)[None], torch.zeros(1, 0))[0].numpy()
+    assert result.finite and result.seconds > 0
+    np.testing.assert_array_equal(result.action, expected)
+    with pytest.raises(ValueError, match="frames"):
+        runner.infer(frames[:, :30], np.zeros(0, dtype=np.float32))
+    with pytest.raises(ValueError, match="vector"):
+        runner.infer(frames, np.zeros(3, dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------- start-up checks
+
+
+def test_device_selection():
+    with pytest.raises(DeviceError, match="tpu"):
+        select_device("tpu")
+    assert select_device("cpu").type == "cpu"
+    if torch.cuda.is_available():
+        assert select_device("auto").type == "cuda"
+    else:
+        assert select_device("auto").type == "cpu"
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("rate_hz", -1.0, "must be > 0"),
+        ("rate_hz", 0, "must be > 0"),
+        ("rate_hz", math.inf, "must be > 0"),
+        ("rate_hz", "fast", "must be a double"),
+        ("rate_hz", True, "must be a double"),
+        ("stale_timeout", 0.0, "must be > 0"),
+        ("stale_timeout", -0.3, "must be > 0"),
+        ("device", "tpu", "'auto', 'cuda'"),
+        ("checkpoint", " ", "must not be empty"),
+        ("role_name", "ego/vehicle", "ROS name"),
+        ("watch_period_s", 0.0, "must be > 0"),
+        ("warmup_iterations", -1, "must be >= 0"),
+        ("watch", 1, "must be a boolean"),
+    ],
+)
+def test_invalid_parameters_are_refused_by_name(name: str, value, message: str):
+    with pytest.raises(ParamError, match=message) as info:
+        validate({name: value})
+    assert info.value.name == name and f"parameter '{name}'" in str(info.value)
+
+
+def test_defaults_are_valid_and_integers_are_accepted_for_doubles():
+    params = validate({"rate_hz": 10})
+    assert params.rate_hz == 10.0 and isinstance(params.rate_hz, float)
+    assert params.stale_timeout == 0.3 and params.device == "auto" and params.checkpoint == "latest"
+    assert params.topic("rgb_front/image") == "/carla/ego_vehicle/rgb_front/image"
+    assert {p.name for p in PARAMS} >= {"checkpoint", "rate_hz", "stale_timeout", "device", "watch", "publish_twist"}
+
+
+# ----------------------------------------------------------------------------- input messages
+
+
+def test_non_finite_odometry_and_speed_are_refused():
+    inputs = DriverInputs(PreprocessConfig(36, 4), ObservationConfig(), clock=FakeClock())
+    bad = Odometry()
+    bad.twist.twist.linear.x = math.nan
+    with pytest.raises(InvalidMessageError, match="non-finite"):
+        inputs.set_odometry(bad)
+    bad = Odometry()
+    bad.pose.pose.position.y = math.inf
+    with pytest.raises(InvalidMessageError):
+        inputs.set_odometry(bad)
+    assert inputs.odometry is None
+    with pytest.raises(InvalidMessageError, match="speed"):
+        inputs.set_speed(Float32(data=math.nan))
+
+
+def test_speedometer_is_used_only_while_fresh():
+    clock = FakeClock()
+    inputs = DriverInputs(PreprocessConfig(36, 4), ObservationConfig(), speed_timeout=0.3, clock=clock)
+    assert inputs.speed() is None  # nothing yet: the odometry twist
+    inputs.set_speed(Float32(data=7.5))
+    assert inputs.speed() == 7.5
+    clock.advance(0.31)
+    assert inputs.speed() is None
+    off = DriverInputs(PreprocessConfig(36, 4), ObservationConfig(), use_speedometer=False, clock=clock)
+    off.set_speed(Float32(data=7.5))
+    assert off.speed() is None
+
+
+def test_twist_output_follows_carla_twist_to_control():
+    twist = twist_from_command(VehicleCommand(steer=0.5, throttle=0.4, brake=0.0), max_steering_angle=1.2)
+    assert twist.linear.x == pytest.approx(4.0) and twist.angular.z == pytest.approx(-0.6)  # right = negative yaw
+    stop = twist_from_command(BRAKE, max_steering_angle=1.2)
+    assert (stop.linear.x, stop.linear.y, stop.angular.z) == (0.0, 0.0, 0.0)  # zero Twist = full brake
