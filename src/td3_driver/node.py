@@ -207,8 +207,9 @@ def _identity(path) -> CheckpointId | None:
 
 
 class DriverNode(Node):
-    def __init__(self, clock=time.monotonic) -> None:
-        super().__init__(NODE_NAME)
+    def __init__(self, clock=time.monotonic, **node_options) -> None:
+        """`node_options` go to rclpy's Node (context, parameter_overrides) for in-process use."""
+        super().__init__(NODE_NAME, **node_options)
         self.params: DriverParams = declare(self)
         p = self.params
         self._mono = clock
