@@ -25,7 +25,7 @@ from td3_core.vector_state import ObservationConfig
 from td3_driver.node import DriverInputs, InvalidMessageError, twist_from_command
 from td3_driver.params import PARAMS, ParamError, validate
 from td3_driver.policy_runner import DeviceError, PolicyError, PolicyRunner, select_device
-from td3_driver.safety import BrakeReason, SafetyGate, StateLog, ThrottledLog
+from td3_driver.safety import BrakeReason, LogEvent, SafetyGate, StateLog, ThrottledLog
 
 from .checkpoint_factory import small_architecture
 
@@ -158,16 +158,17 @@ def test_gate_refuses_a_non_positive_timeout():
 def test_state_log_logs_each_change_once_then_throttled():
     clock = FakeClock()
     log = StateLog(period_s=5.0, clock=clock)
-    assert log.should_log(BrakeReason.NO_FRAME)  # the first state
+    assert log.update(BrakeReason.NO_FRAME) is LogEvent.CHANGED  # the first state
     clock.advance(0.05)
-    assert not log.should_log(BrakeReason.NO_FRAME)  # 20 Hz repeats stay quiet
+    assert log.update(BrakeReason.NO_FRAME) is LogEvent.QUIET  # 20 Hz repeats stay quiet
     clock.advance(4.9)
-    assert not log.should_log(BrakeReason.NO_FRAME)
+    assert log.update(BrakeReason.NO_FRAME) is LogEvent.QUIET
     clock.advance(0.1)
-    assert log.should_log(BrakeReason.NO_FRAME)  # still braking: reminded every period
-    assert log.should_log(None)  # recovery is logged at once
-    assert not log.should_log(None)
-    assert log.should_log(BrakeReason.STALE_FRAME)  # a new problem at once, whatever the period
+    assert log.update(BrakeReason.NO_FRAME) is LogEvent.REMINDER  # still braking: reminded every period
+    assert log.update(None) is LogEvent.CHANGED  # recovery is logged at once
+    assert log.update(None) is LogEvent.QUIET
+    assert log.update(BrakeReason.STALE_FRAME) is LogEvent.CHANGED  # a new problem at once, whatever the period
+    assert log.update(BrakeReason.STALE_FRAME) is LogEvent.QUIET
     assert log.changes == 3
 
 

@@ -46,7 +46,7 @@ from td3_core.vector_state import ObservationConfig
 from td3_driver.hot_reload import CheckpointId, CheckpointWatcher, Rejected, Swap
 from td3_driver.params import DriverParams, ParamError, declare
 from td3_driver.policy_runner import DeviceError, PolicyRunner, load_runner, select_device
-from td3_driver.safety import STALE_REASONS, BrakeReason, Decision, SafetyGate, StateLog, ThrottledLog
+from td3_driver.safety import STALE_REASONS, BrakeReason, Decision, LogEvent, SafetyGate, StateLog, ThrottledLog
 from td3_driver.visualization import command_markers, diagnostics_message, network_input_image
 
 NODE_NAME = "td3_driver"
@@ -257,6 +257,7 @@ class DriverNode(Node):
         self._pending: PendingAction | None = None
         self._inference_error = ""
         self._decision: Decision | None = None
+        self._no_action_since = 0.0
         self._state_log = StateLog(p.log_throttle_s, clock)
         self._drop_log = ThrottledLog(p.log_throttle_s, clock)
 
@@ -390,6 +391,7 @@ class DriverNode(Node):
         self._account(decision)
 
     def _account(self, decision: Decision) -> None:
+        now = self._mono()
         self.counters.commands += 1
         self._window_commands += 1
         previous = self._decision.reason if self._decision else None
@@ -398,16 +400,22 @@ class DriverNode(Node):
             self.counters.safety_brakes += 1
             if decision.reason in STALE_REASONS and decision.reason != previous:
                 self.counters.stale_events += 1
-        if not self._state_log.should_log(decision.reason):
-            return
+        if decision.reason is BrakeReason.NO_ACTION:
+            # Inputs just became complete (e.g. odometry after the frame): the next frame gives
+            # an action. Only worth a line if it lasts.
+            self._no_action_since = self._no_action_since if previous is BrakeReason.NO_ACTION else now
+            if now - self._no_action_since <= self.params.stale_timeout:
+                return
+        event = self._state_log.update(decision.reason)
         log = self.get_logger()
         if decision.reason is None:
-            if self._state_log.changes > 1:  # not at start-up: this is a recovery
+            if event is LogEvent.CHANGED and self._state_log.changes > 1:  # not at start-up: a recovery
                 log.info("inputs valid again: driving with the policy's actions")
-        elif decision.reason in STALE_REASONS:
-            log.warning(decision.describe())
-        else:
-            log.error(decision.describe())
+        elif event is not LogEvent.QUIET:
+            if decision.reason in STALE_REASONS or decision.reason is BrakeReason.NO_ACTION:
+                log.warning(decision.describe())
+            else:
+                log.error(decision.describe())
 
     def brake_now(self) -> None:
         """Publish full brake immediately (shutdown): CARLA keeps applying the last control."""

@@ -142,6 +142,12 @@ def _brake(reason: BrakeReason, detail: str = "") -> Decision:
     return Decision(VehicleCommand.full_brake(), reason, detail)
 
 
+class LogEvent(Enum):
+    QUIET = "quiet"  # nothing to log
+    CHANGED = "changed"  # the state is new: log it
+    REMINDER = "reminder"  # the same state for another period: log it again if it is worth repeating
+
+
 class StateLog:
     """Log a persisting state once when it starts, then at most every `period_s` while it lasts."""
 
@@ -152,17 +158,17 @@ class StateLog:
         self._last_logged = -math.inf
         self.changes = 0
 
-    def should_log(self, state: Hashable) -> bool:
+    def update(self, state: Hashable) -> LogEvent:
         now = self.clock()
         if state != self._state:
             self._state = state
             self._last_logged = now
             self.changes += 1
-            return True
+            return LogEvent.CHANGED
         if now - self._last_logged >= self.period_s:
             self._last_logged = now
-            return True
-        return False
+            return LogEvent.REMINDER
+        return LogEvent.QUIET
 
 
 class ThrottledLog:
