@@ -286,7 +286,7 @@ def _watcher(spec: str, models_dir: Path, current: Path, runner: PolicyRunner) -
 def _poll_done(watcher: CheckpointWatcher):
     """Start (or finish) a load and wait for it without timing anything."""
     outcome = watcher.poll()
-    if outcome is None and watcher.loading:
+    if outcome is None and watcher.busy:
         watcher.wait()
         outcome = watcher.poll()
     return outcome
@@ -308,7 +308,7 @@ def test_hot_reload_swaps_only_to_a_valid_newer_checkpoint(tmp_path: Path):
     write_latest_pointer(run, broken)
     outcome = _poll_done(watcher)
     assert isinstance(outcome, Rejected) and "corrupt or truncated" in outcome.reason
-    assert watcher.poll() is None and not watcher.loading, "a known-broken file is tried again"
+    assert watcher.poll() is None and not watcher.busy, "a known-broken file is tried again"
     np.testing.assert_array_equal(runner.infer(frames, vector).action, before)  # the running policy is untouched
 
     # A different observation cannot be swapped in while driving.

@@ -6,7 +6,8 @@
    nothing (valid) arrives, bad images/odometry are dropped without stopping the node, the car
    drives once valid inputs are there and brakes again when they go stale.
 3. A policy whose output is NaN for real frames (finite weights that overflow, which the schema
-   cannot refuse): full brake with the reason, driving again on frames it handles.
+   cannot refuse): full brake with the reason, driving again on frames it handles; then hot
+   reload: a broken newer checkpoint is refused (still driving), a valid one is swapped in.
 4. Invalid parameters: the process exits non-zero with a message naming the parameter.
 """
 
@@ -35,6 +36,7 @@ from sensor_msgs.msg import Image
 
 from td3_bringup.graph import driver_node, repo_config_dir, simulator_node
 from td3_bringup.runner import node_command
+from td3_core.checkpoint import write_latest_pointer
 from td3_core.vector_state import ObservationConfig
 
 from .checkpoint_factory import small_architecture, write_checkpoint
@@ -336,20 +338,39 @@ def _nan_on_bright_frames(policy) -> None:
         policy.actor.fc2.weight[:, 1::2] = -1.0
 
 
-def test_nan_output_brakes_with_the_reason(tmp_path: FsPath, probe: Probe):
-    checkpoint = write_checkpoint(
-        tmp_path / "run" / "td3_s_step_1.pth", PIXELS, small_architecture(PIXELS), edit_policy=_nan_on_bright_frames
-    )
+def test_nan_output_brakes_with_the_reason_and_hot_reload_swaps_policies(tmp_path: FsPath, probe: Probe):
+    run = tmp_path / "run"
+    write_checkpoint(run / "td3_s_step_1.pth", PIXELS, small_architecture(PIXELS), edit_policy=_nan_on_bright_frames)
     log = tmp_path / "driver.log"
-    with node_process(_driver_args(checkpoint), log) as driver:
+    args = _driver_args(run, watch=True, watch_period_s=0.5)
+    with node_process(args, log) as driver:
         nan = lambda: probe.last_diagnostics().get("brake_reason") == "non_finite_action"  # noqa: E731
         if not probe.spin_until(nan, STARTUP_S, lambda: probe.image_pub.publish(_image(value=200))):
             _fail(f"no NaN brake reported: {probe.last_diagnostics()} (exit {driver.poll()})", log)
         assert int(probe.last_diagnostics()["non_finite_actions"]) > 0
         assert _is_full_brake(probe.commands[-1][1])
         assert "network output is NaN or inf" in _log(log)
+        black = lambda: probe.image_pub.publish(_image(value=0))  # noqa: E731
         driving = lambda: probe.last_diagnostics().get("state") == "driving"  # noqa: E731
-        assert probe.spin_until(driving, 10.0, lambda: probe.image_pub.publish(_image(value=0)))
+        assert probe.spin_until(driving, 10.0, black), probe.last_diagnostics()
+
+        # Hot reload: a broken newer file is refused and the car keeps driving on the old policy...
+        broken = run / "td3_s_step_2.pth"
+        broken.write_bytes(b"PK\x03\x04 half a checkpoint")
+        write_latest_pointer(run, broken)
+        refused = lambda: "not switching to" in _log(log)  # noqa: E731
+        assert probe.spin_until(refused, 10.0, black), _log(log)[-2000:]
+        assert "td3_s_step_2.pth" in _log(log) and driving()
+        # ...then a valid one is swapped in: its constant action shows in the commands.
+        write_checkpoint(run / "td3_s_step_3.pth", PIXELS, small_architecture(PIXELS), constant_action=(-0.3, 0.6))
+        since = time.monotonic()
+        new_policy = lambda: any(  # noqa: E731
+            abs(m.steer + 0.3) < 1e-4 and abs(m.throttle - 0.6) < 1e-4 for m in probe.commands_since(since)
+        )
+        assert probe.spin_until(new_policy, 15.0, black), _log(log)[-2000:]
+        assert probe.spin_until(lambda: probe.last_diagnostics().get("reloads") == "1", 5.0)
+        assert probe.last_diagnostics()["checkpoint"].endswith("td3_s_step_3.pth")
+        assert probe.last_diagnostics()["rejected_reloads"] == "1"
         assert all(_in_range(msg) for _, msg in probe.commands)
         assert stop_process(driver) == 0
 

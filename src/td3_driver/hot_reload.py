@@ -81,7 +81,13 @@ class CheckpointWatcher:
 
     @property
     def loading(self) -> bool:
+        """A load is running now."""
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def busy(self) -> bool:
+        """A load was started and its outcome not yet reported by poll()."""
+        return self._thread is not None
 
     def poll(self) -> Swap | Rejected | None:
         """The outcome of a finished load (once), else start a load of a new candidate."""

@@ -58,6 +58,14 @@ SENSOR_QOS = QoSProfile(
     reliability=ReliabilityPolicy.BEST_EFFORT,
     durability=DurabilityPolicy.VOLATILE,
 )
+# Still only the newest frame, but lost fragments are repaired: large frames (800x600 bgra8 is
+# 1.9 MB) can lose a fragment over UDP on every frame, and a best-effort reader then gets none.
+RELIABLE_SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
 # Like carla_waypoint_publisher: the route is published once and latched for late subscribers.
 ROUTE_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -252,7 +260,7 @@ class DriverNode(Node):
         )
         self.counters = Counters()
         self.dropped: dict[str, int] = {}
-        self.inference_window, self.latency_window = Window(), Window()
+        self.inference_window, self.processing_window, self.latency_window = Window(), Window(), Window()
         self._window_commands, self._window_start = 0, clock()
         self._pending: PendingAction | None = None
         self._inference_error = ""
@@ -267,7 +275,8 @@ class DriverNode(Node):
         self._marker_pub = self.create_publisher(MarkerArray, "~/command_marker", MONITOR_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
-        self.create_subscription(Image, self.topics["image"], self._on_image, SENSOR_QOS)
+        image_qos = RELIABLE_SENSOR_QOS if p.image_reliability == "reliable" else SENSOR_QOS
+        self.create_subscription(Image, self.topics["image"], self._on_image, image_qos)
         if self.inputs.needs_vector:
             self.create_subscription(Odometry, self.topics["odometry"], self._on_odometry, SENSOR_QOS)
             self.create_subscription(Path, self.topics["waypoints"], self._on_route, ROUTE_QOS)
@@ -336,6 +345,7 @@ class DriverNode(Node):
             return
         self.counters.inferences += 1
         self.inference_window.add(result.seconds)
+        self.processing_window.add(self._mono() - arrival)
         if not result.finite:
             self.counters.non_finite_actions += 1
         self._pending = PendingAction(result.action, stamp, arrival)
@@ -413,9 +423,24 @@ class DriverNode(Node):
                 log.info("inputs valid again: driving with the policy's actions")
         elif event is not LogEvent.QUIET:
             if decision.reason in STALE_REASONS or decision.reason is BrakeReason.NO_ACTION:
-                log.warning(decision.describe())
+                hint = self._camera_hint(decision.reason) if event is LogEvent.REMINDER else ""
+                log.warning(decision.describe() + hint)
             else:
                 log.error(decision.describe())
+
+    def _camera_hint(self, reason: BrakeReason) -> str:
+        """No frame for a while: say whether anyone publishes, and the usual cause if they do."""
+        if reason is not BrakeReason.NO_FRAME or self.dropped.get("image"):
+            return ""
+        publishers = self.count_publishers(self.topics["image"])
+        if publishers == 0:
+            return f"; nothing publishes {self.topics['image']}"
+        if self.params.image_reliability == "best_effort":
+            return (
+                f"; {publishers} publisher(s) but no frame arrives: large images over best-effort DDS can lose a "
+                "fragment of every frame, try image_reliability:=reliable"
+            )
+        return ""
 
     def brake_now(self) -> None:
         """Publish full brake immediately (shutdown): CARLA keeps applying the last control."""
@@ -461,9 +486,10 @@ class DriverNode(Node):
         elapsed = max(now - self._window_start, 1e-9)
         rate = self._window_commands / elapsed
         inference_p50, inference_max = self.inference_window.summary_ms()
+        processing_p50, processing_max = self.processing_window.summary_ms()
         latency_p50, latency_max = self.latency_window.summary_ms()
         self._window_commands, self._window_start = 0, now
-        self.inference_window, self.latency_window = Window(), Window()
+        self.inference_window, self.processing_window, self.latency_window = Window(), Window(), Window()
 
         decision = self._decision or self.gate.decide(None)  # before the first command: what it would be
         reason = decision.reason
@@ -482,6 +508,8 @@ class DriverNode(Node):
             "rate_hz_achieved": rate,
             "inference_ms_p50": inference_p50,
             "inference_ms_max": inference_max,
+            "image_to_action_ms_p50": processing_p50,
+            "image_to_action_ms_max": processing_max,
             "image_to_command_ms_p50": latency_p50,
             "image_to_command_ms_max": latency_max,
             "commands": c.commands,

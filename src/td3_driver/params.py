@@ -45,6 +45,10 @@ def _ros_name(v: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", v) else "must be a ROS name (letters, digits, '_')"
 
 
+def _reliability(v: str) -> str | None:
+    return None if v in ("best_effort", "reliable") else "must be 'best_effort' or 'reliable'"
+
+
 def _non_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty (a .pth path, a run directory or 'latest')"
 
@@ -63,6 +67,9 @@ PARAMS: tuple[Param, ...] = (
     Param("device", "auto", "torch device: auto (cuda when available), cuda, cuda:<index> or cpu", _device),
     Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _ros_name),
     Param("rate_hz", 20.0, "command publishing rate (Hz)", _rate),
+    Param(
+        "image_reliability", "best_effort", "camera QoS: best_effort (sensor data) or reliable; depth 1", _reliability
+    ),
     Param("stale_timeout", 0.3, "seconds without a valid frame (or odometry) before full brake", _positive),
     Param("use_speedometer", True, "vector policies: speed from the speedometer when fresh, else odometry twist"),
     Param("publish_twist", False, "also publish geometry_msgs/Twist on /carla/<role>/twist"),
@@ -72,7 +79,7 @@ PARAMS: tuple[Param, ...] = (
     Param("watch", False, "hot-reload a newer checkpoint (for 'latest' and run directories, or a replaced file)"),
     Param("watch_period_s", 5.0, "seconds between checks for a newer checkpoint", _positive),
     Param("warmup_iterations", 5, "forward passes before the first command (0 = none)", _at_least(0)),
-    Param("cpu_threads", 0, "torch CPU threads; 0 = torch's default", _at_least(0)),
+    Param("cpu_threads", 1, "torch CPU threads for inference; 0 = torch's default (one per core)", _at_least(0)),
     Param("publish_network_input", True, "publish the stacked frames on ~/network_input"),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", _positive),
     Param("log_throttle_s", 5.0, "a condition that persists is logged again at most this often (s)", _positive),
@@ -88,6 +95,7 @@ class DriverParams:
     device: str
     role_name: str
     rate_hz: float
+    image_reliability: str
     stale_timeout: float
     use_speedometer: bool
     publish_twist: bool
