@@ -282,9 +282,9 @@ def bench_end_to_end(device: torch.device, seconds: float, checkpoint: Path, thr
         executors = [SingleThreadedExecutor(), SingleThreadedExecutor()]
         executors[0].add_node(driver)
         executors[1].add_node(probe)
-        threads = [threading.Thread(target=e.spin, daemon=True) for e in executors]
-        for thread in threads:
-            thread.start()
+        spinners = [threading.Thread(target=e.spin, daemon=True) for e in executors]
+        for spinner in spinners:
+            spinner.start()
         publisher = subprocess.Popen(
             [sys.executable, __file__, "--publisher", str(width), str(height), str(seconds + 4.0)],
             env=os.environ.copy(),

@@ -400,6 +400,6 @@ def test_invalid_parameters_stop_the_node_naming_the_parameter(tmp_path: FsPath)
                 _fail(f"{name}: the node kept running with an invalid parameter", tmp_path / f"{name}.log")
             parameter = name.split("_cuda")[0]
             log = _log(tmp_path / f"{name}.log")
-            assert code != 0, f"{name}: exit code 0\n{log}"
+            assert code == 2, f"{name}: exit code {code}\n{log}"
             assert f"parameter '{parameter}'" in log, log
             assert "Traceback" not in log, log

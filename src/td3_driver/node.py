@@ -519,7 +519,10 @@ class DriverNode(Node):
             "inferences": c.inferences,
             "non_finite_actions": c.non_finite_actions,
             "dropped_messages": sum(self.dropped.values()),
-            **{f"dropped_{kind}": count for kind, count in sorted(self.dropped.items())},
+            **{
+                f"dropped_{kind}": self.dropped.get(kind, 0)
+                for kind in ("image", "odometry", "speedometer", "waypoints")
+            },
             "checkpoint": str(self.checkpoint),
             "total_it": self.runner.meta.total_it,
             "device": str(self.device),
@@ -537,7 +540,7 @@ def _sigterm_as_interrupt(signum, frame) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the driver until Ctrl-C / SIGTERM; 1 when start-up fails (the message names the parameter)."""
+    """Run the driver until Ctrl-C / SIGTERM; 2 when start-up fails (the message names the parameter)."""
     # rclpy's own handler would shut the context down before we could send the final brake.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
@@ -549,7 +552,7 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except ParamError as error:
         get_logger(NODE_NAME).fatal(f"cannot start: {error}")
-        code = 1
+        code = 2  # like the trainer: 2 = unusable configuration
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
