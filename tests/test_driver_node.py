@@ -403,3 +403,27 @@ def test_invalid_parameters_stop_the_node_naming_the_parameter(tmp_path: FsPath)
             assert code == 2, f"{name}: exit code {code}\n{log}"
             assert f"parameter '{parameter}'" in log, log
             assert "Traceback" not in log, log
+
+
+# ----------------------------------------------------------------------------- 5. remapping
+
+
+def test_topics_are_remappable(tmp_path: FsPath):
+    from rclpy.parameter import Parameter
+
+    from td3_driver.node import DriverNode
+
+    checkpoint = write_checkpoint(tmp_path / "run" / "td3_s_step_1.pth", VECTOR, small_architecture(VECTOR))
+    remaps = {topic("rgb_front/image"): "/cam/image", topic("vehicle_control_cmd"): "/control", "/diagnostics": "/diag"}
+    args = ["--ros-args", *[arg for old, new in remaps.items() for arg in ("-r", f"{old}:={new}")]]
+    context = rclpy.Context()
+    rclpy.init(args=args, context=context)
+    try:
+        node = DriverNode(context=context, parameter_overrides=[Parameter("checkpoint", value=str(checkpoint))])
+        names = {name for name, _ in node.get_topic_names_and_types()}
+        assert {"/cam/image", "/control", "/diag", topic("odometry"), topic("waypoints")} <= names
+        assert not names & {topic("rgb_front/image"), topic("vehicle_control_cmd")}
+        assert node.topics["image"] == "/cam/image" and node.gate.frame_topic == "/cam/image"
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

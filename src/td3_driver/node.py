@@ -249,15 +249,6 @@ class DriverNode(Node):
             )
         }
         self.inputs = DriverInputs(meta.preprocess, meta.observation, p.use_speedometer, p.stale_timeout, clock)
-        self.gate = SafetyGate(
-            p.stale_timeout,
-            self.inputs.needs_vector,
-            meta.action,
-            clock,
-            self.topics["image"],
-            self.topics["odometry"],
-            self.topics["waypoints"],
-        )
         self.counters = Counters()
         self.dropped: dict[str, int] = {}
         self.inference_window, self.processing_window, self.latency_window = Window(), Window(), Window()
@@ -276,12 +267,29 @@ class DriverNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         image_qos = RELIABLE_SENSOR_QOS if p.image_reliability == "reliable" else SENSOR_QOS
-        self.create_subscription(Image, self.topics["image"], self._on_image, image_qos)
+        subscriptions = [("image", Image, self._on_image, image_qos)]
         if self.inputs.needs_vector:
-            self.create_subscription(Odometry, self.topics["odometry"], self._on_odometry, SENSOR_QOS)
-            self.create_subscription(Path, self.topics["waypoints"], self._on_route, ROUTE_QOS)
+            subscriptions += [
+                ("odometry", Odometry, self._on_odometry, SENSOR_QOS),
+                ("waypoints", Path, self._on_route, ROUTE_QOS),
+            ]
             if p.use_speedometer:
-                self.create_subscription(Float32, self.topics["speedometer"], self._on_speed, SENSOR_QOS)
+                subscriptions.append(("speedometer", Float32, self._on_speed, SENSOR_QOS))
+        for name, msg_type, callback, qos in subscriptions:
+            subscription = self.create_subscription(msg_type, self.topics[name], callback, qos)
+            self.topics[name] = subscription.topic_name  # as remapped: what logs should name
+        for name, publisher in (("command", self._command_pub), ("twist", self._twist_pub)):
+            if publisher is not None:
+                self.topics[name] = publisher.topic_name
+        self.gate = SafetyGate(
+            stale_timeout=p.stale_timeout,
+            needs_vector=self.inputs.needs_vector,
+            action_config=meta.action,
+            clock=clock,
+            frame_topic=self.topics["image"],
+            odometry_topic=self.topics["odometry"],
+            route_topic=self.topics["waypoints"],
+        )
 
         self.watcher = None
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # the watchdog must run even if sim time stops
