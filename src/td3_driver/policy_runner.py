@@ -64,7 +64,6 @@ class PolicyRunner:
         self.frames_shape = (arch.frame_stack, arch.image_size, arch.image_size)
         self.vector_dim = arch.vector_dim
         self._empty_vector = torch.zeros((1, 0), dtype=torch.float32, device=device)
-        self._pin = device.type == "cuda"
 
     @classmethod
     def load(cls, path: str, device: torch.device) -> PolicyRunner:
@@ -73,10 +72,7 @@ class PolicyRunner:
         return cls(policy, meta, device)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
-        if self._pin:
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor
+        return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0).to(self.device)
 
     def infer(self, frames: np.ndarray, vector: np.ndarray) -> Inference:
         """frames: uint8 (stack, H, W); vector: float32 (vector_dim,) → one action."""
