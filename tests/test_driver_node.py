@@ -50,6 +50,7 @@ STARTUP_S = 45.0  # importing torch + rclpy and discovery on a busy 2-core machi
 PIXELS = ObservationConfig(use_vector_state=False)
 VECTOR = ObservationConfig(num_waypoints=4)
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+BEST_EFFORT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 LATCHED = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=1,
@@ -74,7 +75,8 @@ class Probe:
         self.odometry: list[Odometry] = []
         self.node.create_subscription(CarlaEgoVehicleControl, topic("vehicle_control_cmd"), self._on_command, RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
-        self.node.create_subscription(Odometry, topic("odometry"), self.odometry.append, RELIABLE)
+        # Best effort matches the simulator's odometry whatever its reliability.
+        self.node.create_subscription(Odometry, topic("odometry"), self.odometry.append, BEST_EFFORT)
         self.image_pub = self.node.create_publisher(Image, topic("rgb_front/image"), 10)
         self.odometry_pub = self.node.create_publisher(Odometry, topic("odometry"), 10)
         self.route_pub = self.node.create_publisher(Path, topic("waypoints"), LATCHED)
