@@ -29,8 +29,8 @@ SPLAT_STEP = 0.04  # metres between supersamples when rasterising the corridor
 
 # Base colours, RGB (converted to BGR below), before lighting.
 SURFACE_RGB = {
-    tr.GRASS: (92, 128, 64),
-    tr.ASPHALT: (92, 92, 96),
+    tr.GRASS: (88, 126, 56),
+    tr.ASPHALT: (70, 70, 74),
     tr.LINE: (228, 228, 222),
     tr.CURB: (178, 176, 170),
     tr.SIDEWALK: (156, 150, 142),
@@ -286,7 +286,7 @@ class Renderer:
             cols, rows = ground.cols >> k, ground.rows >> k
             fc = (wx[sl] - ground.x0) / cell - 0.5
             fr = (wy[sl] - ground.y0) / cell - 0.5
-            if k == 0:
+            if k == 0 and rays.factor == 1:  # magnified near ground; supersampled frames average anyway
                 texels[sl] = _bilinear(ground.levels[0], fc, fr, cols, rows)
             else:
                 ci = np.clip(np.rint(fc).astype(np.int64), 0, cols - 1)
