@@ -104,8 +104,11 @@ def bench_ros(commands: int, timeout_s: float = 60.0) -> dict:
             executor.spin_once(timeout_sec=0.05)
         executor.spin_once(timeout_sec=0.5)  # let discovery settle
         round_trips = []
-        begin = time.perf_counter()
-        for i in range(commands):
+        warmup = 20  # first round trips (connections, caches) are not counted
+        for i in range(warmup + commands):
+            if i == warmup:
+                round_trips.clear()
+                begin = time.perf_counter()
             count = len(images)
             sent = time.perf_counter()
             publisher.publish(CarlaEgoVehicleControl(throttle=0.3, steer=0.0))

@@ -10,7 +10,7 @@ from pathlib import Path as FsPath
 
 import pytest
 import rclpy
-from carla_msgs.msg import CarlaEgoVehicleControl, CarlaEgoVehicleStatus
+from carla_msgs.msg import CarlaControl, CarlaEgoVehicleControl, CarlaEgoVehicleStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import SingleThreadedExecutor
@@ -61,6 +61,7 @@ class Client:
         node.create_subscription(CarlaEgoVehicleStatus, f"{prefix}/vehicle_status", self.statuses.append, SENSOR)
         self.control_pub = node.create_publisher(CarlaEgoVehicleControl, f"{prefix}/vehicle_control_cmd", SENSOR)
         self.twist_pub = node.create_publisher(Twist, f"{prefix}/twist", SENSOR)
+        self.carla_control_pub = node.create_publisher(CarlaControl, "/carla/control", SENSOR)
         self.reset_client = node.create_client(ResetEpisode, f"{prefix}/reset")
 
     def _on_odometry(self, msg: Odometry) -> None:
@@ -177,6 +178,19 @@ def test_one_frame_per_command_stamps_odometry_steering_and_reset(tmp_path: FsPa
         assert len(client.images) == total
         assert len(client.images) == 1 + 12 + 10 + 2
 
+        # /carla/control: PAUSE holds the world (a command is kept), STEP_ONCE ticks once, PLAY resumes.
+        client.carla_control_pub.publish(CarlaControl(command=CarlaControl.PAUSE))
+        client.spin_for(0.2)
+        client.control_pub.publish(CarlaEgoVehicleControl(throttle=1.0))
+        client.spin_for(0.3)
+        assert len(client.images) == total, "ticked while paused"
+        client.carla_control_pub.publish(CarlaControl(command=CarlaControl.STEP_ONCE))
+        assert client.spin_until(lambda: len(client.images) == total + 1, WAIT_S), "STEP_ONCE did not tick"
+        client.carla_control_pub.publish(CarlaControl(command=CarlaControl.PLAY))
+        client.spin_for(0.2)
+        nan_stamp = _ns(client.command(throttle=0.0, brake=1.0).header.stamp)
+        assert len(client.images) == total + 2
+
         # A reset with a new seed: new frame (newer stamp), standing, a route republished.
         routes_before = len(client.routes)
         response = client.reset(seed=7)
@@ -192,12 +206,24 @@ def test_one_frame_per_command_stamps_odometry_steering_and_reset(tmp_path: FsPa
     assert "Traceback" not in _log(log)
 
 
-def test_ticks_without_commands_after_the_timeout(tmp_path: FsPath, client: Client):
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"command_wait_timeout_s": 0.2},  # synchronous: ticks with the last control after the timeout
+        {"synchronous_mode": "false", "publish_rate_hz": 20.0},  # free-running on a wall-clock timer
+    ],
+)
+def test_ticks_without_waiting_for_further_commands(tmp_path: FsPath, client: Client, params: dict):
     log = tmp_path / "simulator.log"
-    with node_process(_sim_args(command_wait_timeout_s=0.2), log) as proc:
-        assert client.spin_until(lambda: len(client.images) >= 4, STARTUP_S), f"exit {proc.poll()}:\n{_log(log)}"
+    with node_process(_sim_args(**params), log) as proc:
+        up = lambda: client.control_pub.get_subscription_count() > 0  # noqa: E731
+        assert client.spin_until(up, STARTUP_S), f"exit {proc.poll()}:\n{_log(log)}"
+        client.control_pub.publish(CarlaEgoVehicleControl(throttle=0.5))  # arms the synchronous timeout
+        assert client.spin_until(lambda: len(client.images) >= 5, STARTUP_S), f"exit {proc.poll()}:\n{_log(log)}"
         stamps = [_ns(m.header.stamp) for m in client.images]
         assert all(b - a == DT_NS for a, b in itertools.pairwise(stamps)), stamps
+        assert client.spin_until(lambda: client.odometry and max(client.odometry) >= stamps[-1], WAIT_S)
+        assert client.odometry[max(client.odometry)].twist.twist.linear.x > 0.0  # the last control applies
 
 
 @pytest.mark.parametrize(("param", "value"), [("image_width", -5), ("track", "moon"), ("publish_rate_hz", -1.0)])

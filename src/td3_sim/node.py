@@ -29,7 +29,9 @@ linear.x = reverse), /carla/control (carla_msgs/CarlaControl PLAY / PAUSE / STEP
 
 Ticking: synchronous_mode with synchronous_mode_wait_for_vehicle_control_command: the initial
 frame at start, then exactly one tick per control command (or twist); with no command for
-command_wait_timeout_s, a tick with the last control (like the bridge). Otherwise a wall-clock
+command_wait_timeout_s, a tick with the last control (like the bridge) - once a first command
+or reset has been received, so that the world does not race ahead of a controller that is
+still starting (the initial frame is published at start; a reset gives a fresh one). Otherwise a wall-clock
 timer ticks at publish_rate_hz with the latest control. All callbacks run on one thread
 (single-threaded executor), so ticks never interleave.
 
@@ -229,6 +231,7 @@ class SimulatorNode(Node):
         self.commands = 0
         self.ticks = 0
         self._last_tick_wall = time.monotonic()
+        self._controlled = False  # a command or reset has been received
 
         prefix = f"/carla/{self.role}"
         self.pub_clock = self.create_publisher(Clock, "/clock", SENSOR_QOS)
@@ -269,6 +272,7 @@ class SimulatorNode(Node):
 
     def _on_control(self, msg: CarlaEgoVehicleControl) -> None:
         self.commands += 1
+        self._controlled = True
         self.last_control = msg
         if self.ticks_on_commands and not self.paused:
             self._tick()
@@ -292,7 +296,9 @@ class SimulatorNode(Node):
             self.get_logger().warning(f"unknown /carla/control command {msg.command}", throttle_duration_sec=5.0)
 
     def _on_wait_timer(self) -> None:
-        if self.paused:
+        if self.paused or not self._controlled:
+            # Nobody drives yet (or paused): the world waits instead of racing ahead of a
+            # controller that is still starting; its first command or reset arms the timeout.
             self._last_tick_wall = time.monotonic()
             return
         if time.monotonic() - self._last_tick_wall >= self.params.command_wait_timeout_s:
@@ -316,6 +322,7 @@ class SimulatorNode(Node):
             self.get_logger().error(response.message)
             return response
         self.last_control = CarlaEgoVehicleControl()
+        self._controlled = True
         self._publish_route()
         self._publish_tick()
         response.success = True
