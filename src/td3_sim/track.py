@@ -240,7 +240,7 @@ def procedural_centerline(seed: int, max_attempts: int = 200) -> tuple[np.ndarra
         base = rng.uniform(55.0, 85.0)
         radius = np.ones_like(theta)
         for k in range(2, 6):
-            amplitude = rng.uniform(0.0, 0.32 / k)
+            amplitude = rng.uniform(0.0, 0.5 / k)
             radius = radius + amplitude * np.cos(k * theta + rng.uniform(0.0, 2.0 * np.pi))
         stretch = rng.uniform(0.75, 1.3)
         sidewalk = bool(rng.uniform() < 0.5)
