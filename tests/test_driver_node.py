@@ -214,8 +214,9 @@ def test_drives_the_embedded_simulator(tmp_path: FsPath, probe: Probe):
     reason = _simulator_available()
     if reason:
         pytest.skip(reason)
+    # A vector-state policy: the route (latched), odometry and speedometer must come through too.
     checkpoint = write_checkpoint(
-        tmp_path / "run" / "td3_s_step_1.pth", PIXELS, small_architecture(PIXELS), constant_action=(0.0, 0.8)
+        tmp_path / "run" / "td3_s_step_1.pth", VECTOR, small_architecture(VECTOR), constant_action=(0.0, 0.8)
     )
     sim = node_command(simulator_node(CONFIG, sync=False, overrides={"image_width": 84, "image_height": 84}))[1:]
     driver_log = tmp_path / "driver.log"
