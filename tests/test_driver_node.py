@@ -422,7 +422,8 @@ def test_topics_are_remappable(tmp_path: FsPath):
     context = rclpy.Context()
     rclpy.init(args=args, context=context)
     try:
-        node = DriverNode(context=context, parameter_overrides=[Parameter("checkpoint", value=str(checkpoint))])
+        overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("cpu_threads", value=0)]
+        node = DriverNode(context=context, parameter_overrides=overrides)
         names = {name for name, _ in node.get_topic_names_and_types()}
         assert {"/cam/image", "/control", "/diag", topic("odometry"), topic("waypoints")} <= names
         assert not names & {topic("rgb_front/image"), topic("vehicle_control_cmd")}

@@ -162,6 +162,7 @@ def test_driver_node_feeds_its_runner_what_the_trainer_builds(tmp_path: FsPath, 
             Parameter("device", value="cpu"),
             Parameter("stale_timeout", value=1e6),  # no timing in this test
             Parameter("warmup_iterations", value=1),
+            Parameter("cpu_threads", value=0),  # leave this test process's torch threads alone
         ]
     )
     try:
