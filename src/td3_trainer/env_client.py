@@ -259,15 +259,19 @@ class RosEnv:
         if route is None or route.seq <= self._route_seq:
             return False
         self._route_seq = route.seq
+        previous = self.builder.route
         try:
             self.builder.set_route_from_path(route.msg)
         except ValueError as error:
             self.log.error(f"ignoring the route on {self.route_topic}: {error}")
             return False
-        self.log.info(
-            f"route from {self.route_topic}: {len(route.msg.poses)} points, {self.builder.route.length:.0f} m"
+        current = self.builder.route
+        same = previous is not None and np.array_equal(previous.points, current.points)
+        # The simulator republishes its route at every reset: only a new one is news.
+        (self.log.debug if same else self.log.info)(
+            f"route from {self.route_topic}: {len(current.points)} points, {current.length:.0f} m"
         )
-        return True
+        return not same
 
     # ------------------------------------------------------------------ episodes
 

@@ -105,7 +105,7 @@ class Monitor:
         self._steps_rate = RateMeter()
         self._updates_rate = RateMeter()
         self._status = status
-        self._snapshot: dict[str, float] = {"env_steps": start_steps}
+        self._snapshot: dict[str, float] = {"env_steps": start_steps, "total_it": 0, "buffer_size": 0, "episodes": 0}
         self._last_stats: dict[str, float] = {}
         self._last_return = math.nan
         self.steps_per_s = 0.0

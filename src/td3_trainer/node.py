@@ -157,8 +157,11 @@ class TrainerNode(Node):
             self.rng.bit_generator.state = extra["exploration_rng"]
         self.resumed_from = str(resumed.path)
         if resumed.replay is not None:
-            self.buffer.load_state_dict(resumed.replay)
-            self.log.info(f"replay buffer restored: {len(self.buffer)} transitions")
+            try:
+                self.buffer.load_state_dict(resumed.replay)
+                self.log.info(f"replay buffer restored: {len(self.buffer)} transitions")
+            except ValueError as error:  # e.g. another buffer_size: the agent still resumes
+                self.log.warning(f"replay buffer next to {resumed.path} not restored ({error}): starting empty")
         elif self.params.save_replay_buffer:
             self.log.warning(f"no replay buffer saved next to {resumed.path}: starting with an empty one")
 
