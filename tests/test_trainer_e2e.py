@@ -1,0 +1,336 @@
+"""The trainer against the embedded simulator: separate processes, real DDS, tiny budgets.
+
+Also the start-up checks of the trainer's parameters (the parameter table, the yaml, and a
+node that refuses an invalid value), which need no simulator.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import rclpy
+import torch
+import yaml
+from carla_msgs.msg import CarlaEgoVehicleControl, CarlaStatus
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from std_msgs.msg import Float32MultiArray
+
+from td3_bringup.graph import ParamValue, repo_config_dir, simulator_node, trainer_node
+from td3_bringup.runner import node_command
+from td3_core.checkpoint import (
+    METADATA_KEYS,
+    SEED_KEYS,
+    TARGET_KEYS,
+    checkpoint_name,
+    list_checkpoints,
+    load_checkpoint_file,
+    read_latest_pointer,
+    validate_training_state,
+)
+from td3_trainer.monitor import EPISODE_FIELDS, TRAIN_FIELDS
+from td3_trainer.params import PARAMS, ParamError, validate
+
+from .processes import node_process
+
+CONFIG = repo_config_dir()
+HANG_GUARD_S = 240.0  # only a guard against a hang, never a performance expectation
+
+# Small and fast: 36x36 frames into a small network, tiny buffer and batches.
+FAST_TRAINER: dict[str, ParamValue] = {
+    "device": "cpu",
+    "num_threads": 1,
+    "progress": False,
+    "learning_starts": 100,
+    "batch_size": 32,
+    "buffer_size": 1000,
+    "max_episode_steps": 100,
+    "preprocessing.image_size": 36,
+    "network.feature_dim": 64,
+    "network.hidden_dim": 64,
+    "stats_period_s": 0.5,
+}
+SIMULATOR: dict[str, ParamValue] = {"image_width": 84, "image_height": 84}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _flatten(params: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class Observer:
+    """A test-side node counting what the trainer and the simulator publish."""
+
+    def __init__(self, role: str = "ego_vehicle") -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("trainer_test_observer", context=self.context)
+        self.lock = threading.Lock()
+        self.commands = 0
+        self.status: list[int] = []
+        self.train_stats: list[dict[str, float]] = []
+        self.episodes: list[dict[str, float]] = []
+        self.diagnostics: list = []
+        node = self.node
+        node.create_subscription(CarlaEgoVehicleControl, f"/carla/{role}/vehicle_control_cmd", self._command, 100)
+        node.create_subscription(CarlaStatus, "/carla/status", lambda m: self._add(self.status, int(m.frame)), 100)
+        node.create_subscription(Float32MultiArray, "/td3_trainer/train_stats", self._stats, 100)
+        node.create_subscription(Float32MultiArray, "/td3_trainer/episode", self._episode, 100)
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add(self.diagnostics, m), 100)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _add(self, items: list, value) -> None:
+        with self.lock:
+            items.append(value)
+
+    def _command(self, _msg) -> None:
+        with self.lock:
+            self.commands += 1
+
+    @staticmethod
+    def _decode(msg: Float32MultiArray) -> dict[str, float]:
+        return dict(zip(msg.layout.dim[0].label.split(","), msg.data, strict=True))
+
+    def _stats(self, msg: Float32MultiArray) -> None:
+        self._add(self.train_stats, self._decode(msg))
+
+    def _episode(self, msg: Float32MultiArray) -> None:
+        self._add(self.episodes, self._decode(msg))
+
+    def env_steps(self) -> int:
+        with self.lock:
+            return int(self.train_stats[-1]["env_steps"]) if self.train_stats else 0
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=2.0)
+
+
+@contextmanager
+def observer() -> Iterator[Observer]:
+    obs = Observer()
+    try:
+        yield obs
+    finally:
+        obs.close()
+
+
+@contextmanager
+def simulator(tmp_path: Path, overrides: dict[str, ParamValue] | None = None) -> Iterator[subprocess.Popen]:
+    spec = simulator_node(CONFIG, sync=True, overrides={**SIMULATOR, **(overrides or {})})
+    with node_process(node_command(spec)[1:], tmp_path / "simulator.log") as proc:
+        yield proc
+
+
+def trainer_args(tmp_path: Path, overrides: dict[str, ParamValue]) -> list[str]:
+    params = {"models_dir": str(tmp_path / "models"), "log_dir": str(tmp_path / "runs"), **FAST_TRAINER, **overrides}
+    return node_command(trainer_node(CONFIG, params))[1:]
+
+
+def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, what: str, log: Path) -> None:
+    """Poll `condition` while `proc` runs; a hang guard, not a timing expectation."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {proc.returncode}\n{tail(log)}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: nothing after {HANG_GUARD_S} s\n{tail(log)}")
+        time.sleep(0.1)
+
+
+def wait_exit(proc: subprocess.Popen, log: Path) -> int:
+    try:
+        return proc.wait(timeout=HANG_GUARD_S)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"trainer did not exit\n{tail(log)}") from None
+
+
+def tail(log: Path, chars: int = 4000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+
+
+def only_run_dir(models: Path) -> Path:
+    runs = [d for d in models.iterdir() if d.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def fresh_agent_from(checkpoint: dict):
+    """A new TD3Agent restored from `checkpoint`, and the payload it produces again."""
+    from td3_core.networks import Architecture
+    from td3_trainer.config import TD3Config
+    from td3_trainer.td3 import TD3Agent
+
+    arch = Architecture.from_dict(checkpoint["architecture"])
+    config = TD3Config.from_dict({k: v for k, v in checkpoint["config"].items() if k in TD3Config.__dataclass_fields__})
+    agent = TD3Agent(arch, config, "cpu")
+    agent.load_checkpoint_payload(checkpoint, restore_rng=True)
+    again = agent.checkpoint_payload(
+        preprocess=checkpoint["preprocessing"],
+        observation=checkpoint["observation"],
+        action=checkpoint["action"],
+        config=checkpoint["config"],
+        extra=checkpoint.get("extra"),
+    )
+    return agent, again
+
+
+def assert_same_tensors(a, b, where: str) -> None:
+    """Recursive equality of nested state dicts, torch.equal on every tensor."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor), where
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {sorted(a)} vs {sorted(b)}"
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+    else:
+        assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)), f"{where}: {a!r} vs {b!r}"
+
+
+# --------------------------------------------------------------------------- parameters (no ROS)
+
+
+def test_yaml_documents_exactly_the_declared_parameters_with_their_defaults():
+    text = (CONFIG / "trainer.yaml").read_text()
+    values = _flatten(yaml.safe_load(text)["td3_trainer"]["ros__parameters"])
+    assert set(values) == {p.name for p in PARAMS}
+    for param in PARAMS:
+        assert values[param.name] == param.default, param.name
+        assert type(values[param.name]) is type(param.default), param.name
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and not stripped.endswith(":"):
+            assert "#" in stripped, f"undocumented: {stripped}"
+
+
+def test_defaults_are_valid():
+    params = validate({})
+    assert params.architecture.vector_dim == 23
+    assert params.reset_service_name == "/carla/ego_vehicle/reset"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("reward.collision_penalty", 5.0),
+        ("frame_timeout_s", 0.0),
+        ("device", "tpu"),
+        ("batch_size", "many"),
+        ("gamma", 1.5),
+        ("preprocessing.image_size", 4),
+        ("observation.num_waypoints", -1),
+        ("scenario", "a/b"),
+        ("learning_starts", 10**7),
+    ],
+)
+def test_invalid_values_name_the_parameter(name, value):
+    with pytest.raises(ParamError, match=name.replace(".", r"\.")):
+        validate({name: value})
+
+
+def test_integers_are_accepted_for_floats_but_not_the_reverse():
+    assert validate({"gamma": 1}).td3["gamma"] == 1.0
+    with pytest.raises(ParamError, match="batch_size"):
+        validate({"batch_size": 32.0})
+
+
+def test_pixels_only_without_waypoints_is_valid():
+    params = validate({"observation.use_vector_state": False, "observation.num_waypoints": 0})
+    assert params.architecture.vector_dim == 0
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@pytest.mark.ros
+def test_invalid_parameter_stops_the_node_naming_it(tmp_path: Path):
+    log = tmp_path / "trainer.log"
+    with node_process(trainer_args(tmp_path, {"reward.collision_penalty": 5.0}), log) as proc:
+        code = wait_exit(proc, log)
+    assert code == 2, tail(log)
+    assert "reward.collision_penalty" in tail(log)
+    assert "Traceback" not in tail(log)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
+    budget, keep_last = 300, 2
+    log = tmp_path / "trainer.log"
+    overrides = {"total_steps": budget, "checkpoint_every": 100, "keep_last": keep_last, "tensorboard": True}
+    with observer() as obs, simulator(tmp_path), node_process(trainer_args(tmp_path, overrides), log) as proc:
+        code = wait_exit(proc, log)
+        time.sleep(0.5)  # let the last messages reach the observer
+        with obs.lock:
+            commands, status = obs.commands, list(obs.status)
+            train_stats, episodes, diagnostics = list(obs.train_stats), list(obs.episodes), list(obs.diagnostics)
+    text = tail(log, 20000)
+    assert code == 0, text
+    assert "Traceback" not in text
+
+    run_dir = only_run_dir(tmp_path / "models")
+    files = list_checkpoints(run_dir)
+    assert 1 <= len(files) <= keep_last
+    latest = read_latest_pointer(run_dir)
+    assert latest is not None and latest.name == checkpoint_name("scenario_0", budget)
+    assert not list(run_dir.glob(".*tmp*")), "temp files left behind"
+
+    checkpoint = load_checkpoint_file(latest)
+    for key in (*SEED_KEYS, *TARGET_KEYS, *METADATA_KEYS):
+        assert key in checkpoint, key
+    meta = validate_training_state(checkpoint, latest)
+    assert meta.architecture.image_size == 36
+    extra = checkpoint["extra"]
+    assert extra["env_steps"] == budget
+    assert 0 < checkpoint["total_it"] <= budget
+    assert checkpoint["config"]["batch_size"] == 32
+    assert checkpoint["config"]["reward.collision_penalty"] == -100.0
+
+    # Restoring into a fresh agent gives back every network and optimizer tensor exactly.
+    _, again = fresh_agent_from(checkpoint)
+    for key in (*SEED_KEYS, *TARGET_KEYS):
+        if key != "config":
+            assert_same_tensors(checkpoint[key], again[key], key)
+
+    # One frame per action: the simulator applied about as many commands as steps were taken.
+    sync = extra["sync"]
+    resets = extra["episodes"] + 1
+    assert budget <= commands <= budget + sync["timeouts"] + 2, (commands, sync)
+    if status:  # /carla/status: the frame counter advances once per command and per reset
+        advanced = max(status) - min(status)
+        slack = resets + sync["timeouts"] + sync["dropped_frames"] + 5  # + final brake, a timeout tick or two
+        assert budget <= advanced <= budget + slack, (advanced, resets, sync)
+
+    # Monitoring: episodes ended by the step limit at the latest, stats and diagnostics flowed.
+    assert episodes, "no ~/episode message"
+    assert set(episodes[0]) == set(EPISODE_FIELDS)
+    assert all(0 < e["length"] <= 100 for e in episodes)
+    assert train_stats and set(train_stats[-1]) == set(TRAIN_FIELDS)
+    assert any(s["total_it"] > 0 for s in train_stats)
+    assert any(s.name == "td3_trainer: training loop" for d in diagnostics for s in d.status)
+    assert list((tmp_path / "runs" / run_dir.name).glob("events.out.tfevents.*")), "no TensorBoard file"

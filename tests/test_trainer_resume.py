@@ -1,0 +1,202 @@
+"""Resuming: the CheckpointManager path (no ROS), and a real interrupted + resumed run."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from td3_core.checkpoint import (
+    CheckpointError,
+    checkpoint_name,
+    list_checkpoints,
+    load_checkpoint_file,
+    read_latest_pointer,
+)
+from td3_core.networks import Architecture
+from td3_core.preprocessing import PreprocessConfig
+from td3_core.vector_state import ObservationConfig
+from td3_trainer.checkpointing import REPLAY_SUFFIX, CheckpointManager, load_resume, locate_resume, replay_path
+
+from .processes import node_process
+from .test_trainer_e2e import (
+    assert_same_tensors,
+    observer,
+    only_run_dir,
+    simulator,
+    tail,
+    trainer_args,
+    wait_exit,
+    wait_until,
+)
+
+OBSERVATION = ObservationConfig(num_waypoints=2)
+ARCH = Architecture(image_size=36, feature_dim=32, hidden_dim=32, vector_dim=OBSERVATION.vector_dim)
+PREPROCESS = PreprocessConfig(image_size=36, frame_stack=ARCH.frame_stack)
+
+
+def learner(seed: int = 3):
+    from td3_trainer.config import TD3Config
+    from td3_trainer.replay_buffer import FrameReplayBuffer
+    from td3_trainer.td3 import TD3Agent
+
+    torch.manual_seed(seed)
+    config = TD3Config(batch_size=8, learning_starts=8, buffer_size=200, seed=seed)
+    agent = TD3Agent(ARCH, config, "cpu")
+    buffer = FrameReplayBuffer(200, (36, 36), ARCH.frame_stack, ARCH.vector_dim, 2, "cpu", seed=seed)
+    return config, agent, buffer
+
+
+def fill(buffer, steps: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    frame = lambda: rng.integers(0, 256, (36, 36), dtype=np.uint8)  # noqa: E731
+    vector = lambda: rng.normal(size=ARCH.vector_dim).astype(np.float32)  # noqa: E731
+    buffer.start_episode(frame(), vector())
+    for t in range(steps):
+        action = rng.uniform(-1, 1, 2).astype(np.float32)
+        done = (t + 1) % 20 == 0
+        buffer.add(action, float(rng.normal()), frame(), vector(), done, False)
+        if done:
+            buffer.start_episode(frame(), vector())
+
+
+def payload(agent, config, extra: dict) -> dict:
+    return agent.checkpoint_payload(
+        preprocess=PREPROCESS.to_dict(),
+        observation=OBSERVATION.to_dict(),
+        action={"max_steer": 1.0, "max_throttle": 1.0, "max_brake": 1.0},
+        config=config.to_dict(),
+        extra=extra,
+    )
+
+
+def manager(run_dir: Path, errors: list[str] | None = None, **kwargs) -> CheckpointManager:
+    options = {"scenario": "scenario_0", "every": 10, "keep_last": 2, "save_replay_buffer": True, **kwargs}
+    log = errors.append if errors is not None else (lambda _: None)
+    return CheckpointManager(run_dir, info=lambda _: None, error=log, **options)
+
+
+def test_resumed_learner_makes_the_same_next_update(tmp_path: Path):
+    config, agent, buffer = learner()
+    fill(buffer, 60)
+    for _ in range(5):
+        agent.update(buffer.sample(config.batch_size))
+    saved = manager(tmp_path / "run").save(payload(agent, config, {"env_steps": 60}), 60, buffer.state_dict)
+    assert saved is not None and replay_path(saved).is_file()
+
+    # Uninterrupted: one more update.
+    agent.update(buffer.sample(config.batch_size))
+    uninterrupted = payload(agent, config, {})
+
+    # Interrupted: a fresh learner from the checkpoint and its replay buffer, one update.
+    resumed = load_resume(locate_resume(str(tmp_path / "run"), tmp_path), with_replay=True)
+    assert resumed.path == saved and resumed.extra["env_steps"] == 60 and resumed.replay is not None
+    _, agent2, buffer2 = learner(seed=99)  # other seeds: everything must come from the files
+    agent2.load_checkpoint_payload(resumed.checkpoint, restore_rng=True)
+    buffer2.load_state_dict(resumed.replay)
+    assert len(buffer2) == len(buffer)
+    agent2.update(buffer2.sample(config.batch_size))
+    again = payload(agent2, config, {})
+    assert again["total_it"] == uninterrupted["total_it"] == 6
+    for key, value in uninterrupted.items():
+        if key.endswith("state_dict"):
+            assert_same_tensors(value, again[key], key)
+
+
+def test_keep_last_prunes_checkpoints_and_their_replay_files(tmp_path: Path):
+    config, agent, buffer = learner()
+    fill(buffer, 10)
+    checkpoints = manager(tmp_path / "run", keep_last=2)
+    for step in (10, 20, 30, 40):
+        assert checkpoints.due(step)
+        assert checkpoints.save(payload(agent, config, {"env_steps": step}), step, buffer.state_dict) is not None
+        assert not checkpoints.due(step)  # the same step is not saved twice
+    names = [p.name for p in list_checkpoints(tmp_path / "run")]
+    assert names == [checkpoint_name("scenario_0", 30), checkpoint_name("scenario_0", 40)]
+    replays = sorted(p.name for p in (tmp_path / "run").glob(f"*{REPLAY_SUFFIX}"))
+    assert replays == sorted(replay_path(tmp_path / "run" / n).name for n in names)
+    assert read_latest_pointer(tmp_path / "run").name == names[-1]
+
+
+def test_a_failed_save_is_logged_and_leaves_the_previous_checkpoint_intact(tmp_path: Path):
+    config, agent, _ = learner()
+    errors: list[str] = []
+    checkpoints = manager(tmp_path / "run", errors, save_replay_buffer=False)
+    first = checkpoints.save(payload(agent, config, {"env_steps": 10}), 10, None)
+    assert first is not None
+    before = first.read_bytes()
+    # Something in the way of the next file (what a full or read-only disk looks like to us).
+    (tmp_path / "run" / checkpoint_name("scenario_0", 20)).mkdir()
+    assert checkpoints.save(payload(agent, config, {"env_steps": 20}), 20, None) is None
+    assert len(errors) == 1 and "step 20 NOT saved" in errors[0] and str(first) in errors[0]
+    assert read_latest_pointer(tmp_path / "run") == first
+    assert first.read_bytes() == before
+    assert not list((tmp_path / "run").glob(".*tmp*"))
+    assert checkpoints.failures == 1
+    # A models directory that cannot be created at all.
+    (tmp_path / "blocked").write_text("a file, not a directory")
+    errors.clear()
+    assert manager(tmp_path / "blocked" / "run", errors).save(payload(agent, config, {}), 10, None) is None
+    assert errors and "NOT saved" in errors[0]
+
+
+def test_resume_refuses_another_architecture_naming_the_difference(tmp_path: Path):
+    config, agent, _ = learner()
+    saved = manager(tmp_path / "run", save_replay_buffer=False).save(payload(agent, config, {}), 10, None)
+    assert saved is not None
+    other = {"architecture": {**ARCH.to_dict(), "feature_dim": 64}}
+    with pytest.raises(CheckpointError, match="feature_dim"):
+        load_resume(saved, with_replay=False, expected=other)
+
+
+def test_resume_latest_without_any_run_is_an_error(tmp_path: Path):
+    with pytest.raises(CheckpointError, match=r"does not exist"):
+        locate_resume("latest", tmp_path / "models")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_sigint_saves_and_resume_latest_continues_the_counters(tmp_path: Path):
+    common = {"checkpoint_every": 0, "save_replay_buffer": True, "tensorboard": False}
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    with simulator(tmp_path), observer() as obs:
+        with node_process(trainer_args(tmp_path, {**common, "total_steps": 0}), first_log) as first:
+            wait_until(lambda: obs.env_steps() >= 150, first, "150 steps of the first run", first_log)
+            first.send_signal(signal.SIGINT)
+            code = wait_exit(first, first_log)
+        assert code == 0, tail(first_log)
+        assert "Traceback" not in tail(first_log, 20000)
+        run_dir = only_run_dir(tmp_path / "models")
+        interrupted = read_latest_pointer(run_dir)
+        assert interrupted is not None and replay_path(interrupted).is_file()
+        before = load_checkpoint_file(interrupted)
+        steps = before["extra"]["env_steps"]
+        assert interrupted.name == checkpoint_name("scenario_0", steps)
+        assert before["total_it"] > 0
+
+        budget = steps + 40
+        args = trainer_args(tmp_path, {**common, "total_steps": budget, "resume": "latest"})
+        with node_process(args, second_log) as second:
+            code = wait_exit(second, second_log)
+        time.sleep(0.2)
+    text = tail(second_log, 20000)
+    assert code == 0, text
+    assert "Traceback" not in text
+    assert "replay buffer restored" in text
+
+    assert only_run_dir(tmp_path / "models") == run_dir  # the resumed run writes into its own directory
+    final = read_latest_pointer(run_dir)
+    assert final is not None and final.name == checkpoint_name("scenario_0", budget)
+    after = load_checkpoint_file(final)
+    assert after["extra"]["env_steps"] == budget
+    assert after["extra"]["resumed_from"] == str(interrupted)
+    assert after["extra"]["episodes"] >= before["extra"]["episodes"]
+    # The update counter continued (the restored buffer lets learning go on at once).
+    assert before["total_it"] < after["total_it"] <= before["total_it"] + 40
