@@ -15,6 +15,7 @@ unusable resume checkpoint stop it at start-up with status 2 and a message namin
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -41,6 +42,7 @@ from td3_trainer.tick_sync import GapKind
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
+SLOW_UPDATES_S = 0.8  # per step; a bridge waits 1 s for the next command, then ticks on its own
 
 
 class StartupError(Exception):
@@ -53,6 +55,85 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise StartupError(f"device: '{name}' requested but CUDA is not available")
     return torch.device(name)
+
+
+class BackgroundLearner:
+    """Gradient updates on their own thread (async_updates).
+
+    In the default mode the loop does its updates between publishing a_t and reading tick t+1;
+    an update slower than the bridge's command wait (1 s, e.g. full-size networks on a CPU)
+    then lets the world tick on its own and those frames are dropped. Here the loop only asks
+    for `updates_per_step` updates per step and never waits for them: the thread catches up
+    when it can (a backlog of at most MAX_BACKLOG), and acting uses a copy of the actor
+    refreshed after each actor update. Update counts then depend on timing.
+    """
+
+    MAX_BACKLOG = 1000
+
+    def __init__(self, agent: Any, buffer: Any, buffer_lock: threading.Lock, batch_size: int, node: TrainerNode):
+        from td3_core.networks import Policy
+
+        self.agent = agent
+        self.buffer = buffer
+        self.buffer_lock = buffer_lock
+        self.batch_size = batch_size
+        self.node = node
+        self.lock = threading.Lock()  # the agent: an update, or reading it for a checkpoint
+        self._policy = Policy(agent.arch).to(agent.device).eval().requires_grad_(False)
+        self._policy_lock = threading.Lock()
+        self._refresh_policy()
+        self._cond = threading.Condition()
+        self._pending = 0
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="td3-learner", daemon=True)
+        self._thread.start()
+
+    def request(self, count: int) -> None:
+        with self._cond:
+            self._pending = min(self._pending + count, self.MAX_BACKLOG)
+            self._cond.notify()
+
+    def act(self, frames: np.ndarray, vector: np.ndarray, noise_std: float, rng: np.random.Generator) -> np.ndarray:
+        device = self.agent.device
+        frames_t = torch.as_tensor(frames, device=device).unsqueeze(0)
+        vector_t = torch.as_tensor(vector, dtype=torch.float32, device=device).reshape(1, -1)
+        with self._policy_lock, torch.inference_mode():
+            action = self._policy(frames_t, vector_t)[0].float().cpu().numpy()
+        if noise_std > 0:
+            action = action + rng.normal(0.0, noise_std, action.shape)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def _refresh_policy(self) -> None:
+        with self._policy_lock:
+            self._policy.actor_cnn.load_state_dict(self.agent.actor_cnn.state_dict())
+            self._policy.actor.load_state_dict(self.agent.actor.state_dict())
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._closing:
+                        self._cond.wait()
+                    if self._closing:
+                        return
+                    self._pending -= 1
+                with self.buffer_lock:
+                    batch = self.buffer.sample(self.batch_size)
+                with self.lock:
+                    stats = self.agent.update(batch)
+                    total_it = self.agent.total_it
+                    if "actor_loss" in stats:
+                        self._refresh_policy()
+                self.node.monitor.on_train(stats, total_it)
+        except Exception as error:  # a failing update must stop the run, not leave it acting blindly
+            self.node.log.fatal(f"gradient update failed: {error!r}")
+            self.node.stop.set()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
 
 
 class TrainerNode(Node):
@@ -92,7 +173,9 @@ class TrainerNode(Node):
             device=str(self.device),
             seed=int(p.seed),
         )
+        self.buffer_lock = threading.Lock()  # the learner thread samples while the loop adds
         self.rng = np.random.default_rng(int(p.seed))
+        self._slow_updates = 0
         self.env_steps = 0
         self.episodes = 0
         self.resumed_from: str | None = None
@@ -121,6 +204,11 @@ class TrainerNode(Node):
             progress=bool(p.progress),
             tensorboard=bool(p.tensorboard),
             status=self._status,
+        )
+        self.learner = (
+            BackgroundLearner(self.agent, self.buffer, self.buffer_lock, int(p.batch_size), self)
+            if p.async_updates
+            else None
         )
         self.started = time.monotonic()
         self.steps_this_run = 0
@@ -220,7 +308,8 @@ class TrainerNode(Node):
             # Frames are missing between `before` and `after`: no transition across them; the
             # replay buffer starts a new segment and the reward forgets what it cannot see.
             episode.gaps += 1
-            self.buffer.start_episode(after.frame, after.vector)
+            with self.buffer_lock:
+                self.buffer.start_episode(after.frame, after.vector)
             self.reward_fn.resync(projection.distance_along, after.speed)
             return outcome
         result = self.reward_fn.step(
@@ -236,7 +325,8 @@ class TrainerNode(Node):
                 goal=outcome.goal,
             )
         )
-        self.buffer.add(action, result.total, after.frame, after.vector, outcome.terminated, outcome.truncated)
+        with self.buffer_lock:
+            self.buffer.add(action, result.total, after.frame, after.vector, outcome.terminated, outcome.truncated)
         episode.transitions += 1
         episode.progress_m += projection.distance_along - before.projection.distance_along
         episode.add_reward(result.total, result.terms)
@@ -246,27 +336,45 @@ class TrainerNode(Node):
         """Uniform random actions until learning starts, then the policy plus Gaussian noise."""
         if self.agent.total_it == 0 and len(self.buffer) < self._learning_threshold():
             return self.rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
-        return self.agent.act(
-            observation.frames, observation.vector, noise_std=float(self.params.exploration_noise), rng=self.rng
-        )
+        noise = float(self.params.exploration_noise)
+        if self.learner is not None:
+            return self.learner.act(observation.frames, observation.vector, noise, self.rng)
+        return self.agent.act(observation.frames, observation.vector, noise_std=noise, rng=self.rng)
 
     def _learning_threshold(self) -> int:
         return max(int(self.params.learning_starts), int(self.params.batch_size))
 
     def _train(self) -> None:
-        if not self.params.updates_per_step or len(self.buffer) < self._learning_threshold():
+        updates = int(self.params.updates_per_step)
+        if not updates or len(self.buffer) < self._learning_threshold():
             return
+        if self.learner is not None:
+            self.learner.request(updates)
+            return
+        started = time.monotonic()
         batch_size = int(self.params.batch_size)
-        for _ in range(int(self.params.updates_per_step)):
+        for _ in range(updates):
             stats = self.agent.update(self.buffer.sample(batch_size))
             self.monitor.on_train(stats, self.agent.total_it)
+        self._check_update_time(time.monotonic() - started)
+
+    def _check_update_time(self, elapsed: float) -> None:
+        """Say so when updates outlast the bridge's command wait (its frames are then dropped)."""
+        self._slow_updates = self._slow_updates + 1 if elapsed > SLOW_UPDATES_S else 0
+        if self._slow_updates == 3:  # not the first, warm-up update alone
+            self.log.warning(
+                f"the gradient updates of one step take {elapsed:.2f} s: a simulator or bridge that waits at most "
+                "1 s for the next command ticks on its own meanwhile, and those frames are dropped (no "
+                "transitions). Use a GPU, a smaller network or batch_size, or async_updates:=true"
+            )
 
     def _start_episode(self) -> Observation | None:
         seed = int(self.params.episode_seed)
         observation = self.env.reset(seed + self.episodes if seed >= 0 else -1)
         if observation is None:
             return None
-        self.buffer.start_episode(observation.frame, observation.vector)
+        with self.buffer_lock:
+            self.buffer.start_episode(observation.frame, observation.vector)
         self.reward_fn.reset(observation.projection.distance_along, observation.speed)
         return observation
 
@@ -295,15 +403,20 @@ class TrainerNode(Node):
             "saved_at": time.time(),
             "sync": self.env.counters.as_dict(),
         }
-        payload = self.agent.checkpoint_payload(
-            preprocess=p.preprocess.to_dict(),
-            observation=p.observation.to_dict(),
-            action=p.action.to_dict(),
-            config=dict(p.values),
-            extra=extra,
-        )
-        replay = self.buffer.state_dict if p.save_replay_buffer else None
+        with self.learner.lock if self.learner is not None else contextlib.nullcontext():
+            payload = self.agent.checkpoint_payload(
+                preprocess=p.preprocess.to_dict(),
+                observation=p.observation.to_dict(),
+                action=p.action.to_dict(),
+                config=dict(p.values),
+                extra=extra,
+            )
+        replay = self._replay_state if p.save_replay_buffer else None
         return self.checkpoints.save(payload, self.env_steps, replay)
+
+    def _replay_state(self) -> dict:
+        with self.buffer_lock:
+            return self.buffer.state_dict()
 
     def _status(self) -> dict[str, Any]:
         """For /diagnostics (read from the executor's thread)."""
@@ -318,6 +431,8 @@ class TrainerNode(Node):
 
     def shutdown(self) -> None:
         """Brake, final checkpoint (unless this step is already saved), close the monitor."""
+        if self.learner is not None:
+            self.learner.close()  # lets a running update finish
         try:
             self.env.brake()
         except Exception as error:  # the context may already be gone

@@ -130,6 +130,7 @@ PARAMS: tuple[Param, ...] = (
     Param("resume", "", "'' = new run, a .pth path, a run directory or 'latest'"),
     Param("save_replay_buffer", False, "also save/restore the replay buffer next to each checkpoint"),
     Param("updates_per_step", 1, "gradient updates per environment step once learning has started", _at_least(0)),
+    Param("async_updates", False, "gradient updates on their own thread, never delaying the next command"),
     Param("frame_timeout_s", 2.0, "seconds to wait for the next frame before re-sending the action", _positive),
     Param("max_timeouts", 3, "consecutive frame timeouts that make a gap (no transition across it)", _at_least(1)),
     Param("odometry_wait_s", 0.1, "seconds an image waits for the odometry of its stamp", _non_negative),
