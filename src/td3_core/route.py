@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+START_TOLERANCE_M = 1.0  # a closed route's end is this close to its start; a car this close to it is at the start
+
 
 def wrap_angle(angle: float) -> float:
     return float((angle + np.pi) % (2.0 * np.pi) - np.pi)
@@ -40,6 +42,7 @@ class Route:
         self._seg_dir = deltas / self._seg_len[:, None]
         self._cum = np.concatenate([[0.0], np.cumsum(self._seg_len)])
         self.length = float(self._cum[-1])
+        self.closed = bool(np.hypot(*(points[-1] - points[0])) < START_TOLERANCE_M)  # a lap: end = start
         self._search_window = search_window
         self._last_segment: int | None = None
 
@@ -58,6 +61,10 @@ class Route:
         closest = self.points[candidates] + self._seg_dir[candidates] * along[:, None]
         dist = np.hypot(closest[:, 0] - x, closest[:, 1] - y)
         best = int(np.argmin(dist))
+        if self._last_segment is None and self.closed and dist[0] <= dist[best] + START_TOLERANCE_M:
+            # A closed route passes its start twice: a car at (or a hair behind) the start is at
+            # the start, not at the goal.
+            best = 0
         segment = int(candidates[best])
         self._last_segment = segment
         direction = self._seg_dir[segment]
