@@ -200,3 +200,14 @@ def test_episode_stats_accumulate_distance_and_terms():
     assert stats.distance_m == pytest.approx(5.0)
     assert stats.episode_return == pytest.approx(0.5)
     assert stats.terms == {"efficiency": 0.0, "safety": 0.5}
+
+
+def test_a_car_a_hair_behind_the_start_of_a_closed_route_is_not_at_the_goal():
+    from td3_core.route import Route
+
+    square = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0], [0.0, 0.0]])
+    route = Route(square)
+    projection = route.project(-1e-6, 0.0)  # the route's start and end are the same point
+    assert projection.segment == 0
+    assert projection.remaining == pytest.approx(40.0)
+    assert not outcome(remaining_m=projection.remaining).done
