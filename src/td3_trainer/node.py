@@ -16,6 +16,7 @@ unusable resume checkpoint stop it at start-up with status 2 and a message namin
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -47,6 +48,16 @@ SLOW_UPDATES_S = 0.8  # per step; a bridge waits 1 s for the next command, then 
 
 class StartupError(Exception):
     """The node cannot start; the message says which parameter or file and why."""
+
+
+def default_threads() -> int:
+    """All cores but one: the simulator and the ROS executor need CPU too, and torch's threads
+    stall badly (waiting on each other) on an oversubscribed machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -146,8 +157,7 @@ class TrainerNode(Node):
             raise StartupError(f"invalid parameter {error}") from error
         p = self.params
         self.log = self.get_logger()
-        if p.num_threads:
-            torch.set_num_threads(int(p.num_threads))
+        torch.set_num_threads(int(p.num_threads) or default_threads())
         torch.manual_seed(int(p.seed))
         self.device = resolve_device(str(p.device))
         resumed = self._load_resume()

@@ -122,7 +122,7 @@ PARAMS: tuple[Param, ...] = (
     Param("models_dir", "models", "directory of the runs' checkpoints"),
     Param("device", "auto", "torch device: auto, cpu, cuda, cuda:<n>", _device),
     Param("seed", 0, "seed of torch, numpy, the replay buffer and exploration", _at_least(0)),
-    Param("num_threads", 0, "torch CPU threads; 0 = torch's default", _at_least(0)),
+    Param("num_threads", 0, "torch CPU threads; 0 = all cores but one", _at_least(0)),
     Param("total_steps", 0, "environment step budget including resumed steps; 0 = unlimited", _at_least(0)),
     Param("max_episode_steps", 1000, "actions per episode before it is truncated", _at_least(1)),
     Param("checkpoint_every", 5000, "checkpoint every N environment steps; 0 = only on shutdown", _at_least(0)),
