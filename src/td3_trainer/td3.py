@@ -103,9 +103,10 @@ class TD3Agent:
             self.critic_cnn = build_cnn(arch)
             self.actor = build_actor(arch)
             self.critic = build_critic(arch)
-        channels_last = {"memory_format": torch.channels_last}
+        # channels_last: on CPU the convolutions' weight gradients are several times faster.
+        self.memory_format = torch.channels_last
         for cnn in (self.actor_cnn, self.critic_cnn):
-            cnn.to(self.device, **channels_last)
+            cnn.to(self.device, memory_format=self.memory_format)
         self.actor.to(self.device)
         self.critic.to(self.device)
         self.actor_cnn_target = self._target_of(self.actor_cnn)
@@ -130,6 +131,15 @@ class TD3Agent:
         self.generator.manual_seed(config.seed)
         self.np_rng = np.random.default_rng(config.seed)
         self.total_it = 0
+
+    def use_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Lay out the CNNs (online, target) and their optimizer state for `memory_format`
+        (channels_last by default; contiguous_format for comparisons)."""
+        self.memory_format = memory_format
+        for cnn in (self.actor_cnn, self.critic_cnn, self.actor_cnn_target, self.critic_cnn_target):
+            cnn.to(memory_format=memory_format)
+        for optimizer in (self.actor_cnn_optimizer, self.critic_cnn_optimizer):
+            _match_parameters(optimizer)
 
     @staticmethod
     def _target_of(module: nn.Module) -> nn.Module:
@@ -166,8 +176,8 @@ class TD3Agent:
     # ------------------------------------------------------------------ learning
 
     def _scale(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 stacks → float [0, 1], channels_last; done once per batch for all encoders."""
-        return scale_frames(frames.to(self.device).contiguous(memory_format=torch.channels_last))
+        """uint8 stacks → float [0, 1] in the CNNs' layout; done once per batch for all encoders."""
+        return scale_frames(frames.to(self.device).contiguous(memory_format=self.memory_format))
 
     def _state(self, cnn: NatureCNN, scaled: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
         """encode_state on already scaled frames."""

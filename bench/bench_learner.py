@@ -1,0 +1,171 @@
+"""Gradient updates per second: our TD3Agent against Stable-Baselines3 TD3 (CnnPolicy), back to back.
+
+Same batch size, the same random uint8 frames in both replay buffers, separate NatureCNN
+encoders for actor and critic (SB3: share_features_extractor=False), twin critics, policy delay
+2. An update includes sampling the batch on both sides. SB3's observation has no vector part, so
+the fair comparison is ours with vector_dim=0; ours with vector_dim=23 (the trainer's default)
+is reported too. Contenders take turns within each repeat (machine load hits all alike), warm-up
+updates are not timed. Reported: the median over repeats and the best repeat (on a shared
+machine the best is the least disturbed), with ratios to SB3 for both.
+
+    python -m bench.bench_learner [--quick] [--threads N] [--repeats R] [--updates U]
+
+Prints one JSON object, then a one-line summary. Needs requirements-bench.txt (SB3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.sb3_baseline import fill_replay, make_model
+from td3_core.networks import Architecture
+from td3_trainer.config import TD3Config
+from td3_trainer.replay_buffer import FrameReplayBuffer
+from td3_trainer.td3 import TD3Agent
+
+FRAME = (84, 84)
+STACK = 4
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def our_learner(
+    frames: np.ndarray, vector_dim: int, batch_size: int, contiguous: bool = False
+) -> Callable[[int], None]:
+    """TD3Agent + FrameReplayBuffer holding `frames` as one long episode; returns run(n_updates)."""
+    arch = Architecture(frame_stack=STACK, image_size=FRAME[0], vector_dim=vector_dim)
+    agent = TD3Agent(arch, TD3Config(batch_size=batch_size), "cpu")
+    if contiguous:
+        agent.use_memory_format(torch.contiguous_format)
+    buffer = FrameReplayBuffer(len(frames), FRAME, STACK, vector_dim, 2, "cpu", seed=0)
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(len(frames), vector_dim)).astype(np.float32)
+    buffer.start_episode(frames[0], vectors[0])
+    for t in range(1, len(frames)):
+        terminated = bool(rng.random() < 0.01)
+        buffer.add(rng.uniform(-1, 1, 2), float(rng.normal()), frames[t], vectors[t], terminated, False)
+        if terminated:
+            buffer.start_episode(frames[t], vectors[t])
+
+    def run(updates: int) -> None:
+        for _ in range(updates):
+            agent.update(buffer.sample(batch_size))
+
+    return run
+
+
+def sb3_learner(frames: np.ndarray, batch_size: int) -> Callable[[int], None]:
+    model = make_model(buffer_size=len(frames), batch_size=batch_size)
+    fill_replay(model, frames, np.random.default_rng(1))
+
+    def run(updates: int) -> None:
+        model.train(gradient_steps=updates, batch_size=batch_size)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer updates and repeats (< 3 min on 2 cores)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    parser.add_argument("--repeats", type=int, default=0, help="timed rounds per contender (default 9, quick 5)")
+    parser.add_argument("--updates", type=int, default=0, help="updates per timed round, even (default 8, quick 4)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=2000, help="distinct frames in the replay buffers")
+    parser.add_argument("--ablation", action="store_true", help="also ours with contiguous (NCHW) convolutions")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (5 if args.quick else 9)
+    # Whole policy-delay cycles per round: every round has the same share of actor steps.
+    updates = 2 * -(-(args.updates or (4 if args.quick else 8)) // 2)
+    warmup = 2
+
+    import stable_baselines3
+
+    frames = np.random.default_rng(0).integers(0, 256, (args.frames, *FRAME), dtype=np.uint8)
+    started = time.perf_counter()
+    contenders = {
+        "ours_vector0": our_learner(frames, 0, args.batch_size),
+        "sb3": sb3_learner(frames, args.batch_size),
+        "ours_vector23": our_learner(frames, 23, args.batch_size),
+    }
+    if args.ablation:
+        contenders["ours_vector0_nchw"] = our_learner(frames, 0, args.batch_size, contiguous=True)
+    for run in contenders.values():
+        run(warmup)
+    load_before = loadavg()
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            tic = time.perf_counter()
+            run(updates)
+            rates[name].append(updates / (time.perf_counter() - tic))
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    best = {name: max(values) for name, values in rates.items()}
+    result = {
+        "benchmark": "td3 gradient updates per second",
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+            "loadavg_before": load_before,
+            "loadavg_after": loadavg(),
+        },
+        "versions": {"torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__},
+        "setup": {
+            "batch_size": args.batch_size,
+            "obs": [STACK, *FRAME],
+            "features_dim": 512,
+            "net_arch": [256, 256],
+            "policy_delay": 2,
+            "repeats": repeats,
+            "updates_per_repeat": updates,
+            "warmup_updates": warmup,
+            "quick": args.quick,
+        },
+        "updates_per_s": {name: round(value, 3) for name, value in medians.items()},
+        "ratio_vs_sb3": {name: round(value / medians["sb3"], 3) for name, value in medians.items() if name != "sb3"},
+        "best_updates_per_s": {name: round(value, 3) for name, value in best.items()},
+        "best_ratio_vs_sb3": {name: round(value / best["sb3"], 3) for name, value in best.items() if name != "sb3"},
+        "runs": {name: [round(v, 3) for v in values] for name, values in rates.items()},
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(result, indent=2))
+    ratio, best_ratio = result["ratio_vs_sb3"], result["best_ratio_vs_sb3"]
+    print(
+        f"updates/s (batch {args.batch_size}, {torch.get_num_threads()} threads): "
+        f"ours {medians['ours_vector0']:.2f} (vector 0) / {medians['ours_vector23']:.2f} (vector 23), "
+        f"SB3 {medians['sb3']:.2f} -> {ratio['ours_vector0']:.2f}x / {ratio['ours_vector23']:.2f}x (median; "
+        f"best rounds {best_ratio['ours_vector0']:.2f}x / {best_ratio['ours_vector23']:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
