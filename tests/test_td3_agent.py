@@ -145,6 +145,20 @@ def test_update_equals_the_reference_implementation(arch):
     assert agent.total_it == 4
 
 
+def test_contiguous_layout_gives_the_same_updates():
+    """channels_last is a speed choice only: the contiguous layout computes the same TD3 update."""
+    default, contiguous = TD3Agent(SMALL, TD3Config(seed=4)), TD3Agent(SMALL, TD3Config(seed=4))
+    contiguous.use_memory_format(torch.contiguous_format)
+    assert default.critic_cnn.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert contiguous.critic_cnn.features[0].weight.is_contiguous()
+    for step in range(2):
+        batch = random_batch(SMALL, 8, seed=step)
+        assert default.update(batch) == pytest.approx(contiguous.update(batch), rel=1e-5, abs=1e-6)
+    first, second = parameters(default), parameters(contiguous)
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], atol=1e-5, rtol=0, msg=name)
+
+
 # --------------------------------------------------------------------------- the update
 
 

@@ -277,7 +277,7 @@ class TD3Agent:
         if isinstance(state.get("torch"), torch.Tensor):
             torch.set_rng_state(state["torch"].cpu())
         if isinstance(state.get("generator"), torch.Tensor) and state.get("generator_device") == self.device.type:
-            self.generator.set_state(state["generator"].to(self.generator.device))
+            self.generator.set_state(state["generator"].cpu())  # CPU and CUDA generators take a CPU state
         if isinstance(state.get("numpy"), Mapping):
             self.np_rng.bit_generator.state = dict(state["numpy"])
         if state.get("python") is not None:
