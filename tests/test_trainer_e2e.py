@@ -334,3 +334,27 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     assert any(s["total_it"] > 0 for s in train_stats)
     assert any(s.name == "td3_trainer: training loop" for d in diagnostics for s in d.status)
     assert list((tmp_path / "runs" / run_dir.name).glob("events.out.tfevents.*")), "no TensorBoard file"
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_pixels_only_training_without_waypoints_in_the_observation(tmp_path: Path):
+    log = tmp_path / "trainer.log"
+    overrides = {
+        "total_steps": 120,
+        "learning_starts": 50,
+        "batch_size": 16,
+        "observation.use_vector_state": False,
+        "observation.num_waypoints": 0,
+        "tensorboard": False,
+    }
+    with simulator(tmp_path), node_process(trainer_args(tmp_path, overrides), log) as proc:
+        code = wait_exit(proc, log)
+    assert code == 0, tail(log)
+    latest = read_latest_pointer(only_run_dir(tmp_path / "models"))
+    assert latest is not None and latest.name == checkpoint_name("scenario_0", 120)
+    checkpoint = load_checkpoint_file(latest)
+    meta = validate_training_state(checkpoint, latest)
+    assert meta.architecture.vector_dim == 0
+    assert not meta.observation.use_vector_state
+    assert checkpoint["total_it"] > 0

@@ -321,6 +321,7 @@ class RosEnv:
             return True
         timeout = float(p.reset_timeout_s) if self.ticks.route() is not None else NOTICE_PERIOD_S
         what = f"{self.route_topic} (nav_msgs/Path, transient local)"
+        self.waiting_for = what
         while not self.stop.is_set():
             if self.ticks.wait_route(mark if self.ticks.route() is not None else 0, timeout, self.stop) is not None:
                 self.waiting_for = ""
@@ -329,7 +330,6 @@ class RosEnv:
                 self.log.warning(f"no new route on {self.route_topic} after the reset: keeping the previous one")
                 self.waiting_for = ""
                 return True
-            self.waiting_for = what
             self.log.warning(f"waiting for {what} ({timeout:.0f} s): the reward needs the route")
         return False
 
