@@ -173,9 +173,7 @@ class Monitor:
             f"{stats.distance_m:.1f} m driven, {stats.progress_m:.1f} m along the route, end: {stats.reason}"
             + (f", {stats.gaps} gap(s)" if stats.gaps else "")
         )
-        if self.bar is not None:
-            self.bar.write(line)  # keeps the bar intact
-        self.log.info(line)
+        self.log.info(line)  # also on /rosout; the bar redraws below it
 
     def update(self, **values: float) -> None:
         """The loop's counters (env_steps, total_it, buffer_size, episodes), read by the timer."""
