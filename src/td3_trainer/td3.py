@@ -92,10 +92,6 @@ class TD3Agent:
         self.arch = arch
         self.config = config
         self.device = torch.device(device) if device is not None else default_device()
-        if self.device.type == "cpu":
-            # Denormal floats (tiny activations, gradients, Adam moments) make CPU kernels 10x+
-            # slower; flushing them to zero changes nothing that matters to learning.
-            torch.set_flush_denormal(True)
         # Initial weights depend on config.seed only, not on whatever used the global RNG before.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
