@@ -244,7 +244,7 @@ def test_drives_the_embedded_simulator(tmp_path: FsPath, probe: Probe):
 
         stop_time = time.monotonic()
         assert stop_process(driver) == 0
-        probe.spin_for(1.0)
+        probe.spin_for(3.0)  # the final brake can be slow to arrive on a loaded machine
         after = probe.commands_since(stop_time)
         assert after and _is_full_brake(after[-1]), "the driver did not leave the car braking"
     assert "Traceback" not in _log(driver_log)
