@@ -35,6 +35,7 @@ from td3_core.checkpoint import (
     read_latest_pointer,
     validate_training_state,
 )
+from td3_trainer.loop_timing import PHASES
 from td3_trainer.monitor import EPISODE_FIELDS, TRAIN_FIELDS
 from td3_trainer.params import PARAMS, ParamError, validate
 
@@ -332,6 +333,11 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     assert all(0 < e["length"] <= 100 for e in episodes)
     assert train_stats and set(train_stats[-1]) == set(TRAIN_FIELDS)
     assert any(s["total_it"] > 0 for s in train_stats)
+    # The loop's phases account for its wall time (what bench_end_to_end splits).
+    last = train_stats[-1]
+    phases = [last[f"{phase}_s"] for phase in PHASES]
+    assert all(value >= 0.0 for value in phases) and last["wait_s"] > 0.0 and last["learn_s"] > 0.0, last
+    assert 0.5 * last["loop_s"] <= sum(phases) <= last["loop_s"] + 0.01, last
     assert any(s.name == "td3_trainer: training loop" for d in diagnostics for s in d.status)
     assert list((tmp_path / "runs" / run_dir.name).glob("events.out.tfevents.*")), "no TensorBoard file"
 

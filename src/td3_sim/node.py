@@ -15,6 +15,8 @@ frame (frame * fixed_delta_seconds), frame_id `map` (odometry, path) or `<role>/
     /carla/<role>/collision                carla_msgs/CarlaCollisionEvent, only when one happens
     /carla/<role>/lane_invasion            carla_msgs/CarlaLaneInvasionEvent, only when one happens
     /carla/status                          carla_msgs/CarlaStatus (transient local)
+    /diagnostics                           diagnostic_msgs/DiagnosticArray, every second (wall clock):
+                                           ticks and the time spent computing and publishing them
     /carla/<role>/rgb_front/camera_info    sensor_msgs/CameraInfo
     /carla/<role>/rgb_front/image          sensor_msgs/Image bgra8, step = width * 4
     /carla/<role>/waypoints                nav_msgs/Path, the route (one lap from the spawn point),
@@ -43,7 +45,6 @@ frame number. A non-finite control is treated as full brake and logged, never a 
 
 from __future__ import annotations
 
-import array
 import math
 import secrets
 import sys
@@ -52,7 +53,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import rclpy
-from builtin_interfaces.msg import Time
 from carla_msgs.msg import (
     CarlaCollisionEvent,
     CarlaControl,
@@ -61,9 +61,12 @@ from carla_msgs.msg import (
     CarlaLaneInvasionEvent,
     CarlaStatus,
 )
-from geometry_msgs.msg import PoseStamped, Quaternion, Twist
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -72,7 +75,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header
 from td3_drive_msgs.srv import ResetEpisode
 
-from td3_sim.world import NS_PER_S, CollisionEvent, ConfigError, LaneInvasionEvent, SimConfig, SimWorld
+from td3_sim.messages import image_msg, odometry_msg, route_msg, stamp_of, yaw_quaternion
+from td3_sim.world import CollisionEvent, ConfigError, LaneInvasionEvent, SimConfig, SimWorld
 
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 LATCHED_QOS = QoSProfile(
@@ -89,6 +93,7 @@ STATUS_QOS = QoSProfile(
 )
 TWIST_MAX_LON_ACCELERATION = 10.0  # carla_twist_to_control: linear.x of throttle 1
 LOG_THROTTLE_S = 5.0
+DIAGNOSTICS_PERIOD_S = 1.0
 EXIT_INVALID_PARAMETER = 2
 
 
@@ -206,14 +211,6 @@ def control_from_twist(twist: Twist, max_steering_angle: float) -> CarlaEgoVehic
     return control
 
 
-def stamp_of(ns: int) -> Time:
-    return Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
-
-
-def yaw_quaternion(yaw: float) -> Quaternion:
-    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))
-
-
 class SimulatorNode(Node):
     def __init__(self) -> None:
         super().__init__("carla_simulator")
@@ -244,6 +241,10 @@ class SimulatorNode(Node):
         self.pub_info = self.create_publisher(CameraInfo, f"{prefix}/rgb_front/camera_info", SENSOR_QOS)
         self.pub_image = self.create_publisher(Image, f"{prefix}/rgb_front/image", SENSOR_QOS)
         self.pub_route = self.create_publisher(Path, f"{prefix}/waypoints", LATCHED_QOS)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", SENSOR_QOS)
+        self.tick_compute_s = 0.0
+        steady = RosClock(clock_type=ClockType.STEADY_TIME)  # wall-clock period, also under sim time
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics_timer, clock=steady)
 
         self.create_subscription(CarlaEgoVehicleControl, f"{prefix}/vehicle_control_cmd", self._on_control, SENSOR_QOS)
         self.create_subscription(Twist, f"{prefix}/twist", self._on_twist, SENSOR_QOS)
@@ -335,6 +336,7 @@ class SimulatorNode(Node):
     # ------------------------------------------------------------------ ticks
 
     def _tick(self) -> None:
+        started = time.perf_counter()
         c = self.last_control
         self.world.step(c.throttle, c.steer, c.brake, c.hand_brake, c.reverse)
         if self.world.input_invalid:
@@ -342,27 +344,21 @@ class SimulatorNode(Node):
                 f"non-finite vehicle control (throttle {c.throttle}, steer {c.steer}, brake {c.brake}): full brake",
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
-        self._publish_tick()
+        self._publish_tick(started)
 
-    def _publish_tick(self) -> None:
+    def _publish_tick(self, started: float | None = None) -> None:
         """Every message of the current frame, the image last."""
+        started = time.perf_counter() if started is None else started
         world = self.world
         stamp = stamp_of(world.stamp_ns)
         self._last_tick_wall = time.monotonic()
         self.ticks += 1
-        map_header = Header(stamp=stamp, frame_id="map")
         image = world.render()
 
         self.pub_clock.publish(Clock(clock=stamp))
 
-        x, y, yaw = world.pose
-        odometry = Odometry(header=map_header, child_frame_id=self.role)
-        odometry.pose.pose.position.x, odometry.pose.pose.position.y = x, y
-        odometry.pose.pose.orientation = yaw_quaternion(yaw)
-        odometry.twist.twist.linear.x = world.speed
-        odometry.twist.twist.linear.y = world.lateral_velocity
-        odometry.twist.twist.angular.z = world.yaw_rate
-        self.pub_odometry.publish(odometry)
+        _, _, yaw = world.pose
+        self.pub_odometry.publish(odometry_msg(world, self.role))
         self.pub_speed.publish(Float32(data=float(world.speed)))
 
         applied = world.control
@@ -402,18 +398,26 @@ class SimulatorNode(Node):
         )
         camera_header = Header(stamp=stamp, frame_id=self.camera_frame)
         self.pub_info.publish(self._camera_info(camera_header))
-        height, width = image.shape[:2]
-        self.pub_image.publish(
-            Image(
-                header=camera_header,
-                height=height,
-                width=width,
-                encoding="bgra8",
-                is_bigendian=0,
-                step=width * 4,
-                data=array.array("B", image.tobytes()),
-            )
-        )
+        self.pub_image.publish(image_msg(image, camera_header))
+        self.tick_compute_s += time.perf_counter() - started
+
+    def _on_diagnostics_timer(self) -> None:
+        """What the simulator costs: ticks and the wall time spent computing and publishing them."""
+        status = DiagnosticStatus(name="carla_simulator: ticks", hardware_id=self.role, level=DiagnosticStatus.OK)
+        mean_ms = 1000.0 * self.tick_compute_s / self.ticks if self.ticks else 0.0
+        status.message = f"{self.ticks} ticks, {mean_ms:.2f} ms each"
+        values = {
+            "ticks": str(self.ticks),
+            "commands": str(self.commands),
+            "frame": str(self.world.frame),
+            "tick_compute_s": f"{self.tick_compute_s:.6f}",
+            "mean_tick_ms": f"{mean_ms:.3f}",
+            "paused": str(self.paused),
+        }
+        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diagnostics.publish(array)
 
     def _camera_info(self, header: Header) -> CameraInfo:
         fx, fy, cx, cy = self.world.renderer.camera.intrinsics()
@@ -426,15 +430,7 @@ class SimulatorNode(Node):
         return info
 
     def _publish_route(self) -> None:
-        points, yaws = self.world.route
-        header = Header(stamp=stamp_of(self.world.stamp_ns), frame_id="map")
-        path = Path(header=header)
-        for (px, py), yaw in zip(points, yaws, strict=True):
-            pose = PoseStamped(header=header)
-            pose.pose.position.x, pose.pose.position.y = float(px), float(py)
-            pose.pose.orientation = yaw_quaternion(float(yaw))
-            path.poses.append(pose)
-        self.pub_route.publish(path)
+        self.pub_route.publish(route_msg(self.world))
 
 
 def main(args: list[str] | None = None) -> int:

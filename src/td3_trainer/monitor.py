@@ -26,6 +26,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
 from td3_trainer.episode import EpisodeStats
+from td3_trainer.loop_timing import PHASES
 from td3_trainer.reward import TERMS
 
 REASONS = ("", "collision", "off_road", "goal", "step_limit", "restart")
@@ -52,6 +53,9 @@ TRAIN_FIELDS = (
     "updates_per_s",
     "buffer_size",
     "episodes",
+    # cumulative wall seconds of the loop's phases (td3_trainer.loop_timing) and in all
+    *(f"{phase}_s" for phase in PHASES),
+    "loop_s",
 )
 STAT_KEYS = ("critic_loss", "actor_loss", "q1_mean", "q2_mean", "target_q_mean")
 

@@ -36,6 +36,7 @@ from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
 from td3_trainer.env_client import Observation, RosEnv
 from td3_trainer.episode import EpisodeStats, Outcome, classify_step
+from td3_trainer.loop_timing import LoopTiming
 from td3_trainer.monitor import Monitor
 from td3_trainer.params import ParamError, TrainerParams
 from td3_trainer.reward import RewardFunction, StepState
@@ -222,6 +223,7 @@ class TrainerNode(Node):
         )
         self.started = time.monotonic()
         self.steps_this_run = 0
+        self.timing = LoopTiming()
         self.log.info(
             f"run '{run_name}' → {self.run_dir}; device {self.device}; "
             f"{'resumed from ' + self.resumed_from if self.resumed_from else 'new run'} at env step {self.env_steps}, "
@@ -267,33 +269,42 @@ class TrainerNode(Node):
 
     def run(self) -> None:
         p = self.params
-        observation = self._start_episode()
+        timing = self.timing
+        with timing.phase("reset"):
+            observation = self._start_episode()
         episode = EpisodeStats(index=self.episodes)
         while observation is not None and not self._budget_spent():
-            action = self._choose_action(observation)
-            self.env.send(action, observation.stamp_ns)
-            self._train()  # overlaps the simulator's tick
-            following = self.env.observe()
+            with timing.phase("act"):
+                action = self._choose_action(observation)
+                self.env.send(action, observation.stamp_ns)
+            with timing.phase("learn"):
+                self._train()  # overlaps the simulator's tick
+            with timing.phase("wait"):
+                following = self.env.observe()
             if following is None:
                 break
-            self.env_steps += 1
-            self.steps_this_run += 1
-            episode.steps += 1
-            episode.move_to(following.x, following.y)
-            outcome = self._step(episode, observation, action, following)
-            self.monitor.on_step()
-            self.monitor.update(
-                env_steps=self.env_steps,
-                total_it=self.agent.total_it,
-                buffer_size=len(self.buffer),
-                episodes=self.episodes,
-            )
-            if self.checkpoints.due(self.env_steps):
-                self.save_checkpoint()
+            with timing.phase("store"):
+                self.env_steps += 1
+                self.steps_this_run += 1
+                episode.steps += 1
+                episode.move_to(following.x, following.y)
+                outcome = self._step(episode, observation, action, following)
+                self.monitor.on_step()
+                self.monitor.update(
+                    env_steps=self.env_steps,
+                    total_it=self.agent.total_it,
+                    buffer_size=len(self.buffer),
+                    episodes=self.episodes,
+                    **timing.as_dict(),
+                )
+                if self.checkpoints.due(self.env_steps):
+                    self.save_checkpoint()
+                if outcome.done:
+                    self._end_episode(episode, outcome.reason)
+                    episode = EpisodeStats(index=self.episodes)
             if outcome.done:
-                self._end_episode(episode, outcome.reason)
-                episode = EpisodeStats(index=self.episodes)
-                observation = None if self._budget_spent() else self._start_episode()
+                with timing.phase("reset"):
+                    observation = None if self._budget_spent() else self._start_episode()
             else:
                 observation = following
         if episode.steps and self.stop.is_set():
