@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import time
 from pathlib import Path
@@ -142,6 +144,33 @@ def test_a_failed_save_is_logged_and_leaves_the_previous_checkpoint_intact(tmp_p
     errors.clear()
     assert manager(tmp_path / "blocked" / "run", errors).save(payload(agent, config, {}), 10, None) is None
     assert errors and "NOT saved" in errors[0]
+
+
+def test_disk_full_during_a_save_keeps_the_previous_checkpoint_and_the_next_save_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    config, agent, _ = learner()
+    errors: list[str] = []
+    checkpoints = manager(tmp_path / "run", errors, save_replay_buffer=False)
+    first = checkpoints.save(payload(agent, config, {"env_steps": 10}), 10, None)
+    assert first is not None
+    before = first.read_bytes()
+    real_fsync = os.fsync
+
+    def disk_full(fd: int) -> None:  # where a full disk shows up for delayed allocation
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert checkpoints.save(payload(agent, config, {"env_steps": 20}), 20, None) is None
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "step 20 NOT saved" in errors[0]
+    assert read_latest_pointer(tmp_path / "run") == first and first.read_bytes() == before
+    assert not (tmp_path / "run" / checkpoint_name("scenario_0", 20)).exists()
+    assert not list((tmp_path / "run").glob(".*tmp*")), "the cut write left its temp file"
+    # Space again: training went on, the next save is complete and becomes latest.
+    third = checkpoints.save(payload(agent, config, {"env_steps": 30}), 30, None)
+    assert third is not None and read_latest_pointer(tmp_path / "run") == third
+    assert load_checkpoint_file(third)["extra"]["env_steps"] == 30
 
 
 def test_resume_refuses_another_architecture_naming_the_difference(tmp_path: Path):
