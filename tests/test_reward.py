@@ -58,7 +58,7 @@ def test_lane_keeping_penalises_offset_and_heading_error_in_both_directions():
 
 
 def test_comfort_penalises_a_change_of_action_not_the_first_action():
-    config = only("comfort", action_change_penalty=-0.1, jerk_penalty=0.0)
+    config = only("comfort", action_change_penalty=-0.1, jerk_penalty=0.0, steer_penalty=0.0)
     actions = ([1.0, 1.0], [1.0, 1.0], [0.0, -1.0])
     first, same, changed = reward(config, *(state(action=np.array(a)) for a in actions))
     assert first.total == 0.0
@@ -66,8 +66,14 @@ def test_comfort_penalises_a_change_of_action_not_the_first_action():
     assert changed.total == pytest.approx(-0.3)
 
 
+def test_comfort_penalises_the_steering_magnitude_squared_in_both_directions():
+    config = only("comfort", action_change_penalty=0.0, jerk_penalty=0.0, steer_penalty=-0.2)
+    for steer, expected in ((0.0, 0.0), (0.5, -0.05), (-0.5, -0.05), (1.0, -0.2)):
+        assert reward(config, state(action=np.array([steer, 0.7])))[0].total == pytest.approx(expected)
+
+
 def test_comfort_penalises_jerk_and_clips_it():
-    config = only("comfort", action_change_penalty=0.0, jerk_penalty=-0.01, max_jerk=50.0)
+    config = only("comfort", action_change_penalty=0.0, jerk_penalty=-0.01, max_jerk=50.0, steer_penalty=0.0)
     steady = reward(config, state(speed=1.0), state(speed=2.0), state(speed=3.0))
     assert [r.total for r in steady] == pytest.approx([0.0, 0.0, 0.0])  # constant acceleration
     jolt = reward(config, state(speed=0.0), state(speed=0.0), state(speed=0.01))

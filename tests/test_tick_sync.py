@@ -162,6 +162,25 @@ def test_after_a_gap_an_older_stamp_received_later_is_accepted():
     assert tick.image.msg == "img2"
 
 
+def test_after_a_restart_the_old_clocks_frames_are_forgotten_not_taken_as_the_next_tick():
+    buf = buffer()
+    buf.put_odometry(50 * DT, "odom50")
+    buf.put_image(50 * DT, "img50")  # the last frame before the simulator died
+    buf.put_odometry(3 * DT, "odom3")
+    buf.put_image(3 * DT, "img3")  # the restarted simulator's clock
+    restart = wait(buf, TickQuery(newer_than_ns=2 * DT))
+    assert isinstance(restart, Tick) and restart.image.msg == "img3"
+    # Without forgetting, img50 would pass as a frame newer than img3 ...
+    assert wait(buf, TickQuery(newer_than_ns=3 * DT)).image.msg == "img50"
+    assert buf.forget_stale(restart.image.stamp_ns, restart.image.seq) == 2
+    # ... now the wait is for the new clock's next tick only.
+    assert isinstance(wait(buf, TickQuery(newer_than_ns=3 * DT)), Timeout)
+    buf.put_odometry(4 * DT, "odom4")
+    buf.put_image(4 * DT, "img4")
+    assert wait(buf, TickQuery(newer_than_ns=3 * DT)).image.msg == "img4"
+    assert buf.newest_image_stamp() == 4 * DT
+
+
 def test_reset_frame_is_accepted_by_stamp_only_when_received_after_the_request():
     buf = buffer()
     buf.put_odometry(3 * DT, "odom3-old")

@@ -194,6 +194,7 @@ class RosEnv:
                 )
             elif gap.kind is GapKind.BACKWARDS:
                 self.log.warning(f"clock went back from {previous:.3f} s to {stamp:.3f} s (simulator restarted?)")
+                self.ticks.forget_stale(result.image.stamp_ns, result.image.seq)
             observation = self._build(result, gap.kind)
             if observation is not None:
                 return observation
@@ -303,6 +304,7 @@ class RosEnv:
                 again = "asking for a reset again" if self._reset_client else "re-sending the last command"
                 self.log.warning(f"{result.reason}; {again}")
                 continue
+            self.ticks.forget_stale(result.image.stamp_ns, result.image.seq)  # a restart's old clock
             self.builder.reset()
             self._episode_seq = mark
             self._episode_start_ns = result.image.stamp_ns

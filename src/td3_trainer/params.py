@@ -102,6 +102,7 @@ REWARD_DESCRIPTIONS = {
     "target_speed_mps": "speed along the lane that earns the full efficiency reward (m/s)",
     "lateral_penalty": "per metre of |lateral offset| (<= 0)",
     "heading_penalty": "per radian of |heading error| (<= 0)",
+    "steer_penalty": "per unit of steer^2 (the policy's steering action, <= 0)",
     "action_change_penalty": "per unit of |change of steer| + |change of accel| between steps (<= 0)",
     "jerk_penalty": "per m/s^3 of |longitudinal jerk| (<= 0)",
     "max_jerk": "jerk is clipped at this value (m/s^3)",

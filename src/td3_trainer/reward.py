@@ -3,7 +3,8 @@
     efficiency    speed along the lane v*cos(heading error) relative to target_speed_mps:
                   rises linearly to 1 at the target, falls back to 0 at twice the target, >= -1
     lane_keeping  penalties per metre of |lateral offset| and per radian of |heading error|
-    comfort       penalties on the change of action between steps and on longitudinal jerk
+    comfort       penalties on the steering magnitude (squared), on the change of action
+                  between steps and on longitudinal jerk
     safety        collision, off-road (per step while off the road) and lane invasion (per event)
     progress      metres gained along the route, a bonus each time a new waypoint_spacing_m of
                   route is first reached, and a bonus when the goal (route end) is reached
@@ -33,6 +34,7 @@ class RewardConfig:
     target_speed_mps: float = 8.33  # 30 km/h
     lateral_penalty: float = -0.5  # per metre of |lateral offset|
     heading_penalty: float = -0.5  # per radian of |heading error|
+    steer_penalty: float = -0.2  # per unit of steer^2 (action[0]): steady steering costs, a curve still pays
     action_change_penalty: float = -0.1  # per unit of |d steer| + |d accel| between steps
     jerk_penalty: float = -0.005  # per m/s^3 of |longitudinal jerk|
     max_jerk: float = 50.0  # m/s^3, jerk is clipped here (one bad speed reading stays bounded)
@@ -143,7 +145,8 @@ class RewardFunction:
         if len(self._speeds) == 3:
             v0, v1, v2 = self._speeds
             jerk = min(abs(v2 - 2.0 * v1 + v0) / (self.dt * self.dt), c.max_jerk)
-        return c.action_change_penalty * change + c.jerk_penalty * jerk
+        steer = float(action[0]) if action.size else 0.0
+        return c.steer_penalty * steer * steer + c.action_change_penalty * change + c.jerk_penalty * jerk
 
     def _progress(self, state: StepState) -> float:
         c = self.config

@@ -218,6 +218,20 @@ class TickBuffer:
         with self._cond:
             return max((image.stamp_ns for image in self._images), default=None)
 
+    def forget_stale(self, clock_ns: int, received_before_seq: int) -> int:
+        """After the clock went back (a restarted simulator): drop the images and odometry that
+        came before `received_before_seq` stamped later than `clock_ns`. They belong to the old
+        clock and would otherwise look newer than every frame of the new one. Returns how many."""
+        with self._cond:
+            before = len(self._images) + len(self._odometry)
+
+            def keep(item: Received) -> bool:
+                return item.seq >= received_before_seq or item.stamp_ns <= clock_ns
+
+            self._images = deque(filter(keep, self._images), maxlen=self._images.maxlen)
+            self._odometry = deque(filter(keep, self._odometry), maxlen=self._odometry.maxlen)
+            return before - len(self._images) - len(self._odometry)
+
     def route(self) -> Received | None:
         with self._cond:
             return self._route
