@@ -37,10 +37,14 @@ class Route:
         if not np.isfinite(points).all():
             raise ValueError("route has non-finite points")
         self.points = points
-        deltas = np.diff(points, axis=0)
-        self._seg_len = np.maximum(np.hypot(deltas[:, 0], deltas[:, 1]), 1e-9)
+        with np.errstate(over="ignore"):
+            deltas = np.diff(points, axis=0)
+            self._seg_len = np.maximum(np.hypot(deltas[:, 0], deltas[:, 1]), 1e-9)
+            cumulative = np.concatenate([[0.0], np.cumsum(self._seg_len)])
+        if not np.isfinite(cumulative).all():
+            raise ValueError("route is too long to measure (coordinates overflow)")
         self._seg_dir = deltas / self._seg_len[:, None]
-        self._cum = np.concatenate([[0.0], np.cumsum(self._seg_len)])
+        self._cum = cumulative
         self.length = float(self._cum[-1])
         self.closed = bool(np.hypot(*(points[-1] - points[0])) < START_TOLERANCE_M)  # a lap: end = start
         self._search_window = search_window
