@@ -55,6 +55,7 @@ class ReferenceTD3:
     def __init__(self, agent: TD3Agent):
         arch, cfg = agent.arch, agent.config
         self.cfg = cfg
+        self.shared = cfg.actor_encoder == "critic"
         self.generator = torch.Generator().manual_seed(0)
         self.generator.set_state(agent.generator.get_state())  # the same target smoothing noise
 
@@ -82,8 +83,9 @@ class ReferenceTD3:
             noise = (torch.randn(b.actions.shape, generator=self.generator) * cfg.policy_noise).clamp(
                 -cfg.noise_clip, cfg.noise_clip
             )
+            actor_cnn_target = self.critic_cnn_target if self.shared else self.actor_cnn_target
             next_actions = (
-                self.actor_target(encode_state(self.actor_cnn_target, b.next_frames, b.next_vectors)) + noise
+                self.actor_target(encode_state(actor_cnn_target, b.next_frames, b.next_vectors)) + noise
             ).clamp(-1, 1)
             q1_next, q2_next = self.critic_target(
                 encode_state(self.critic_cnn_target, b.next_frames, b.next_vectors), next_actions
@@ -102,12 +104,16 @@ class ReferenceTD3:
 
         if self.total_it % cfg.policy_delay == 0:
             critic_state = encode_state(self.critic_cnn, b.frames, b.vectors).detach()
-            actions = self.actor(encode_state(self.actor_cnn, b.frames, b.vectors))
+            actor_state = critic_state if self.shared else encode_state(self.actor_cnn, b.frames, b.vectors)
+            actions = self.actor(actor_state)
             actor_loss = -self.critic.q1(critic_state, actions).mean()
             self.actor_cnn_optimizer.zero_grad()
             self.actor_optimizer.zero_grad()
+            self.critic_optimizer.zero_grad()
             actor_loss.backward()
-            self.actor_cnn_optimizer.step()
+            self.critic_optimizer.zero_grad()  # the actor's loss is not the critic's
+            if not self.shared:
+                self.actor_cnn_optimizer.step()
             self.actor_optimizer.step()
             metrics["actor_loss"] = actor_loss.item()
             pairs = [
@@ -119,6 +125,9 @@ class ReferenceTD3:
             for online, target in pairs:
                 for p, tp in zip(online.parameters(), target.parameters(), strict=True):
                     tp.data.copy_(cfg.tau * p.data + (1 - cfg.tau) * tp.data)
+        if self.shared:  # the deployed actor CNN is the critic's
+            self.actor_cnn.load_state_dict(self.critic_cnn.state_dict())
+            self.actor_cnn_target.load_state_dict(self.critic_cnn_target.state_dict())
         return metrics
 
 
@@ -130,8 +139,9 @@ class ReferenceTD3:
     ],
     ids=["84px-pixels-only", "36px-with-vector"],
 )
-def test_update_equals_the_reference_implementation(arch):
-    agent = TD3Agent(arch, TD3Config(seed=1))
+@pytest.mark.parametrize("actor_encoder", ["critic", "own"])
+def test_update_equals_the_reference_implementation(arch, actor_encoder):
+    agent = TD3Agent(arch, TD3Config(seed=1, actor_encoder=actor_encoder))
     reference = ReferenceTD3(agent)
     for step in range(4):  # two critic-only iterations and two with actor and target updates
         batch = random_batch(arch, 16, seed=step)
@@ -163,7 +173,7 @@ def test_contiguous_layout_gives_the_same_updates():
 
 
 def test_policy_delay_actor_and_targets_change_only_every_delay_updates():
-    agent = TD3Agent(SMALL, TD3Config(policy_delay=3))
+    agent = TD3Agent(SMALL, TD3Config(policy_delay=3, actor_encoder="own"))
     actor_side = ("actor_cnn.", "actor.", "actor_cnn_target.", "actor_target.", "critic_cnn_target.", "critic_target.")
     for step in range(1, 7):
         before = parameters(agent)
@@ -183,7 +193,7 @@ def test_policy_delay_actor_and_targets_change_only_every_delay_updates():
 
 
 def test_the_actor_loss_sends_no_gradient_to_the_critic():
-    agent = TD3Agent(SMALL, TD3Config(policy_delay=2))
+    agent = TD3Agent(SMALL, TD3Config(policy_delay=2, actor_encoder="own"))
     calls: dict[str, int] = {}
 
     def count(name):
@@ -208,6 +218,18 @@ def test_the_actor_loss_sends_no_gradient_to_the_critic():
     assert len(critic) == sum(1 for m in (agent.critic_cnn, agent.critic) for _ in m.parameters())
     assert len(actor) == sum(1 for m in (agent.actor_cnn, agent.actor) for _ in m.parameters())
     assert set(actor.values()) == {1}
+
+
+def test_with_the_critic_encoder_the_actor_cnn_mirrors_the_critics_and_gets_no_gradient():
+    agent = TD3Agent(SMALL, TD3Config(policy_delay=2, actor_encoder="critic"))
+    for step in range(1, 5):
+        metrics = agent.update(random_batch(SMALL, 8, seed=step))
+        for mirror, source in ((agent.actor_cnn, agent.critic_cnn), (agent.actor_cnn_target, agent.critic_cnn_target)):
+            for a, b in zip(mirror.parameters(), source.parameters(), strict=True):
+                assert torch.equal(a, b), step
+        assert ("actor_loss" in metrics) == (step % 2 == 0)
+    assert not agent.actor_cnn_optimizer.state, "the actor CNN is never stepped by its own optimizer"
+    assert all(p.grad is None for p in agent.actor_cnn.parameters())
 
 
 def _expected_target(agent: TD3Agent, batch: Batch) -> torch.Tensor:

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+ACTOR_ENCODERS = ("critic", "own")
+
 
 @dataclass(frozen=True)
 class TD3Config:
@@ -24,12 +26,16 @@ class TD3Config:
     buffer_size: int = 100_000
     augment: bool = False
     augment_pad: int = 4
+    actor_encoder: str = "critic"  # "critic": the actor reads the critic CNN's features; "own": its own CNN
     seed: int = 0
 
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if field.type == "bool":
+            if field.type == "str":
+                if not isinstance(value, str):
+                    raise ValueError(f"{field.name} must be a string, got {value!r}")
+            elif field.type == "bool":
                 if not isinstance(value, bool):
                     raise ValueError(f"{field.name} must be a bool, got {value!r}")
             elif field.type == "int":
@@ -50,6 +56,7 @@ class TD3Config:
         self._check("buffer_size", self.buffer_size >= 1, ">= 1")
         self._check("augment_pad", 0 <= self.augment_pad <= 64, "in 0..64")
         self._check("seed", 0 <= self.seed < 2**63, "in 0..2**63-1")
+        self._check("actor_encoder", self.actor_encoder in ACTOR_ENCODERS, f"one of {', '.join(ACTOR_ENCODERS)}")
 
     def _check(self, name: str, ok: bool, rule: str) -> None:
         if not ok:

@@ -91,6 +91,13 @@ TD3_PARAMS = (
     Param("buffer_size", 100_000, "replay buffer capacity in transitions"),
     Param("augment", False, "random-shift augmentation of sampled frames"),
     Param("augment_pad", 4, "padding in pixels of the random shift"),
+    Param(
+        "actor_encoder",
+        "critic",
+        "critic: the actor reads the critic CNN's features (no gradient), its CNN mirrors the critic's; "
+        "own: the actor loss trains the actor's own CNN",
+        _one_of("critic", "own"),
+    ),
 )
 
 REWARD_DESCRIPTIONS = {

@@ -120,6 +120,8 @@ class TD3Agent:
         self._online_params = [p for module in online for p in module.parameters()]
         self._target_params = [p for module in targets for p in module.parameters()]
         self._actor_params = [*self.actor_cnn.parameters(), *self.actor.parameters()]
+        if config.actor_encoder == "critic":
+            self.mirror_actor_encoder()
 
         # The agent's own random streams: target smoothing noise and augmentation (torch, on the
         # device), exploration noise when act() gets no generator (numpy).
@@ -198,14 +200,16 @@ class TD3Agent:
 
         # Clipped double-Q target with target policy smoothing. Truncation is not terminal: only
         # `terminated` stops the bootstrap.
+        shared = cfg.actor_encoder == "critic"
         with torch.no_grad():
             noise = torch.randn(actions.shape, generator=self.generator, device=self.device)
             noise = (noise * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
-            next_actions = self.actor_target(self._state(self.actor_cnn_target, next_obs, next_vectors))
-            next_actions = (next_actions + noise).clamp(-1.0, 1.0)
-            target_q1, target_q2 = self.critic_target(
-                self._state(self.critic_cnn_target, next_obs, next_vectors), next_actions
+            next_critic_state = self._state(self.critic_cnn_target, next_obs, next_vectors)
+            next_actor_state = (
+                next_critic_state if shared else self._state(self.actor_cnn_target, next_obs, next_vectors)
             )
+            next_actions = (self.actor_target(next_actor_state) + noise).clamp(-1.0, 1.0)
+            target_q1, target_q2 = self.critic_target(next_critic_state, next_actions)
             target_q = rewards + cfg.gamma * (1.0 - terminated) * torch.min(target_q1, target_q2)
 
         # Critic step: the critic loss trains the critic CNN and both Q heads.
@@ -228,18 +232,31 @@ class TD3Agent:
             # backward(inputs=...) sends the actor loss only to the actor CNN and actor MLP.
             with torch.no_grad():
                 critic_state = self._state(self.critic_cnn, obs, vectors)
-            actor_actions = self.actor(self._state(self.actor_cnn, obs, vectors))
+            actor_state = critic_state if shared else self._state(self.actor_cnn, obs, vectors)
+            actor_actions = self.actor(actor_state)
             actor_loss = -self.critic.q1(critic_state, actor_actions).mean()
-            self.actor_cnn_optimizer.zero_grad(set_to_none=True)
             self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward(inputs=self._actor_params)
-            self.actor_cnn_optimizer.step()
+            if shared:
+                actor_loss.backward(inputs=list(self.actor.parameters()))
+            else:
+                self.actor_cnn_optimizer.zero_grad(set_to_none=True)
+                actor_loss.backward(inputs=self._actor_params)
+                self.actor_cnn_optimizer.step()
             self.actor_optimizer.step()
             self.soft_update()
             metrics["actor_loss"] = actor_loss
+        if shared:
+            self.mirror_actor_encoder()
 
         values = torch.stack([value.detach() for value in metrics.values()]).tolist()  # one read-back
         return dict(zip(metrics, values, strict=True))
+
+    @torch.no_grad()
+    def mirror_actor_encoder(self) -> None:
+        """actor_encoder "critic": the actor CNN (and its target) hold the critic CNN's weights,
+        so the policy a checkpoint deploys (actor CNN + actor) is exactly the one trained."""
+        for mirror, source in ((self.actor_cnn, self.critic_cnn), (self.actor_cnn_target, self.critic_cnn_target)):
+            torch._foreach_copy_(list(mirror.parameters()), list(source.parameters()))
 
     @torch.no_grad()
     def soft_update(self) -> None:
