@@ -1,10 +1,11 @@
 """TD3 (Fujimoto et al. 2018) from camera frames: separate NatureCNN encoders for actor and critic.
 
 Gradient flow (docs/learner.md): the critic loss trains the critic CNN and both Q heads; the
-actor loss trains the actor MLP and the actor's own CNN. In the actor loss the critic's features
-are computed without gradient and only the actor's parameters receive one, so the actor never
-shapes the critic's encoder (SAC-AE, DrQ: letting the actor loss into the critic's encoder
-destabilises learning).
+actor loss trains the actor MLP only. With actor_encoder "critic" (default) the actor reads the
+critic CNN's features without gradient and the actor CNN mirrors the critic CNN after every
+update (so a checkpoint's actor CNN + actor is the trained policy); with "own" the actor loss
+also trains the actor's own CNN (the original design, which saturates the actions early on).
+Either way the actor never shapes the critic's encoder (SAC-AE, DrQ).
 
 Speed: each batch is scaled to float once per update and shared by every encoder that reads
 it, convolutions run channels_last (several times faster weight gradients on CPU), Adam is

@@ -1,0 +1,200 @@
+"""Does the trainer learn? TD3 for a fixed step budget on the embedded simulator, then an
+evaluation of the learned policy against a uniform random policy on the same episodes.
+
+The learner, replay buffer, observation, reward and episode rules are the trainer node's
+(bench/driving_env.py leaves out only DDS); the parameters are config/trainer.yaml's with the
+overrides below. Evaluation: deterministic actions (no exploration noise) on `--eval-episodes`
+episodes of the loop track, each from another spawn point (seeds 1000+), up to
+`--eval-steps` steps. Reported per policy: the mean return and the mean distance driven along
+the route before the episode ended (a collision or leaving the road ends it), and how many
+episodes ended that way.
+
+    python -m bench.bench_learning [--steps N] [--learning-starts N] [--batch-size N] ...
+
+Prints one JSON object, then a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from bench.driving_env import DrivingEnv
+from td3_core.networks import Architecture
+from td3_sim.world import SimConfig
+from td3_trainer.config import TD3Config
+from td3_trainer.exploration import ExplorationNoise
+from td3_trainer.params import validate
+from td3_trainer.replay_buffer import FrameReplayBuffer
+from td3_trainer.td3 import TD3Agent
+
+CONFIG = Path(__file__).resolve().parent.parent / "config" / "trainer.yaml"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def trainer_params(overrides: dict):
+    values = flatten(yaml.safe_load(CONFIG.read_text())["td3_trainer"]["ros__parameters"])
+    return validate(values | overrides)
+
+
+def evaluate(env: DrivingEnv, policy, episodes: int, max_steps: int) -> dict:
+    returns, distances, crashes, actions = [], [], 0, []
+    for episode in range(episodes):
+        step = env.reset(1000 + episode)
+        start = step.projection.distance_along
+        total = 0.0
+        for _ in range(max_steps):
+            action = policy(step)
+            actions.append(action)
+            step = env.step(action)
+            total += step.reward
+            if step.outcome.done:
+                break
+        crashes += int(step.outcome.terminated)
+        returns.append(total)
+        distances.append(step.projection.distance_along - start)
+    return {
+        "mean_return": float(np.mean(returns)),
+        "mean_distance_m": float(np.mean(distances)),
+        "episodes_ended_by_crash": crashes,
+        "mean_abs_steer": float(np.mean(np.abs(np.asarray(actions)[:, 0]))),
+        "mean_accel": float(np.mean(np.asarray(actions)[:, 1])),
+        "returns": [round(r, 1) for r in returns],
+        "distances_m": [round(d, 1) for d in distances],
+    }
+
+
+def train(env: DrivingEnv, agent: TD3Agent, buffer: FrameReplayBuffer, args, rng: np.random.Generator) -> dict:
+    step = env.reset(-1)
+    buffer.start_episode(step.frames[-1], step.vector)
+    episodes, episode_return, returns = 0, 0.0, []
+    started = time.perf_counter()
+    warmup = ExplorationNoise(args.warmup_std, args.correlation, 2, rng)
+    noise = ExplorationNoise(args.exploration_noise, args.correlation, 2, rng)
+    for t in range(args.steps):
+        if t < args.learning_starts:
+            if args.correlation > 0:
+                action = np.clip(warmup.sample(), -1.0, 1.0).astype(np.float32)
+            else:
+                action = rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        else:
+            action = np.clip(agent.act(step.frames, step.vector) + noise.sample(), -1.0, 1.0).astype(np.float32)
+        step = env.step(action)
+        o = step.outcome
+        buffer.add(action, step.reward, step.frames[-1], step.vector, o.terminated, o.truncated)
+        episode_return += step.reward
+        if t >= args.learning_starts:
+            agent.update(buffer.sample(args.batch_size))
+        if o.done:
+            returns.append(episode_return)
+            episodes, episode_return = episodes + 1, 0.0
+            step = env.reset(-1)
+            buffer.start_episode(step.frames[-1], step.vector)
+            warmup.reset()
+            noise.reset()
+    return {
+        "episodes": episodes,
+        "updates": agent.total_it,
+        "seconds": round(time.perf_counter() - started, 1),
+        "last_10_returns": [round(r, 1) for r in returns[-10:]],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny budget that only shows the pipeline runs")
+    parser.add_argument("--steps", type=int, default=6000, help="environment steps of training")
+    parser.add_argument("--learning-starts", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--exploration-noise", type=float, default=0.1)
+    parser.add_argument("--correlation", type=float, default=0.0)
+    parser.add_argument("--warmup-std", type=float, default=0.6)
+    parser.add_argument("--max-episode-steps", type=int, default=500)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--eval-steps", type=int, default=500)
+    parser.add_argument("--camera", type=int, nargs=2, default=(84, 84), metavar=("W", "H"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 = torch's default")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="NAME=VALUE", help="more trainer parameters, e.g. action.max_steer=0.5"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.learning_starts, args.eval_episodes, args.eval_steps = 600, 300, 2, 200
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {name: yaml.safe_load(value) for name, value in (item.split("=", 1) for item in args.set)}
+    params = trainer_params(
+        {
+            "seed": args.seed,
+            "batch_size": args.batch_size,
+            "learning_starts": args.learning_starts,
+            "exploration_noise": args.exploration_noise,
+            "max_episode_steps": args.max_episode_steps,
+        }
+        | overrides
+    )
+    sim = SimConfig(image_width=args.camera[0], image_height=args.camera[1], seed=0)
+    env = DrivingEnv(sim, params)
+    arch: Architecture = params.architecture
+    agent = TD3Agent(arch, TD3Config.from_dict(params.td3), device="cpu")
+    buffer = FrameReplayBuffer(
+        args.steps + 1,
+        (arch.image_size, arch.image_size),
+        arch.frame_stack,
+        arch.vector_dim,
+        seed=args.seed,
+    )
+    rng = np.random.default_rng(args.seed)
+    training = train(env, agent, buffer, args, rng)
+
+    eval_rng = np.random.default_rng(args.seed + 1)
+    learned = evaluate(env, lambda s: agent.act(s.frames, s.vector), args.eval_episodes, args.eval_steps)
+    random = evaluate(
+        env, lambda s: eval_rng.uniform(-1.0, 1.0, size=2).astype(np.float32), args.eval_episodes, args.eval_steps
+    )
+    result = {
+        "benchmark": "learning",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "budget": {
+            "env_steps": args.steps,
+            "learning_starts": args.learning_starts,
+            "batch_size": args.batch_size,
+            "max_episode_steps": args.max_episode_steps,
+            "camera": list(args.camera),
+            "seed": args.seed,
+            "overrides": overrides,
+        },
+        "training": training,
+        "eval": {"episodes": args.eval_episodes, "max_steps": args.eval_steps, "td3": learned, "random": random},
+    }
+    print(json.dumps(result, indent=2))
+    print(
+        f"learning: after {args.steps} steps TD3 return {learned['mean_return']:.1f}, "
+        f"distance {learned['mean_distance_m']:.1f} m ({learned['episodes_ended_by_crash']}/{args.eval_episodes} "
+        f"crashed) vs random {random['mean_return']:.1f}, {random['mean_distance_m']:.1f} m "
+        f"({random['episodes_ended_by_crash']}/{args.eval_episodes} crashed)"
+    )
+
+
+if __name__ == "__main__":
+    main()
