@@ -22,6 +22,8 @@ class TD3Config:
     actor_cnn_lr: float = 3e-4
     critic_cnn_lr: float = 3e-4
     exploration_noise: float = 0.1
+    exploration_correlation: float = 0.0  # AR(1) coefficient of the exploration noise; 0 = independent (TD3)
+    warmup_noise: float = 0.6  # std of the correlated warm-up actions (exploration_correlation > 0 only)
     learning_starts: int = 1000
     buffer_size: int = 100_000
     augment: bool = False
@@ -52,6 +54,8 @@ class TD3Config:
         for name in ("actor_lr", "critic_lr", "actor_cnn_lr", "critic_cnn_lr"):
             self._check(name, getattr(self, name) > 0.0, "> 0")
         self._check("exploration_noise", self.exploration_noise >= 0.0, ">= 0")
+        self._check("exploration_correlation", 0.0 <= self.exploration_correlation < 1.0, "in [0, 1)")
+        self._check("warmup_noise", self.warmup_noise >= 0.0, ">= 0")
         self._check("learning_starts", self.learning_starts >= 0, ">= 0")
         self._check("buffer_size", self.buffer_size >= 1, ">= 1")
         self._check("augment_pad", 0 <= self.augment_pad <= 64, "in 0..64")

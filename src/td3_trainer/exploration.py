@@ -29,8 +29,9 @@ class ExplorationNoise:
         self.reset()
 
     def reset(self) -> None:
-        """New episode: a fresh draw from the stationary distribution."""
-        self._state = self.rng.normal(0.0, self.std, self._state.shape) if self.std > 0 else self._state * 0.0
+        """New episode: a fresh draw from the stationary distribution (independent noise has no state)."""
+        if self.correlation > 0.0 and self.std > 0.0:
+            self._state = self.rng.normal(0.0, self.std, self._state.shape)
 
     def sample(self) -> np.ndarray:
         if self.correlation == 0.0:

@@ -36,6 +36,7 @@ from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
 from td3_trainer.env_client import Observation, RosEnv
 from td3_trainer.episode import EpisodeStats, Outcome, classify_step
+from td3_trainer.exploration import ExplorationNoise
 from td3_trainer.loop_timing import LoopTiming
 from td3_trainer.monitor import Monitor
 from td3_trainer.params import ParamError, TrainerParams
@@ -186,6 +187,10 @@ class TrainerNode(Node):
         )
         self.buffer_lock = threading.Lock()  # the learner thread samples while the loop adds
         self.rng = np.random.default_rng(int(p.seed))
+        correlation = self.td3_config.exploration_correlation
+        action_dim = p.architecture.action_dim
+        self.exploration = ExplorationNoise(self.td3_config.exploration_noise, correlation, action_dim, self.rng)
+        self.warmup_noise = ExplorationNoise(self.td3_config.warmup_noise, correlation, action_dim, self.rng)
         self._slow_updates = 0
         self.env_steps = 0
         self.episodes = 0
@@ -354,13 +359,17 @@ class TrainerNode(Node):
         return outcome
 
     def _choose_action(self, observation: Observation) -> np.ndarray:
-        """Uniform random actions until learning starts, then the policy plus Gaussian noise."""
+        """Random actions until learning starts (uniform, or the correlated warm-up noise), then
+        the policy plus exploration noise (td3_trainer.exploration)."""
         if self.agent.total_it == 0 and len(self.buffer) < self._learning_threshold():
+            if self.td3_config.exploration_correlation > 0.0:
+                return np.clip(self.warmup_noise.sample(), -1.0, 1.0).astype(np.float32)
             return self.rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
-        noise = float(self.params.exploration_noise)
         if self.learner is not None:
-            return self.learner.act(observation.frames, observation.vector, noise, self.rng)
-        return self.agent.act(observation.frames, observation.vector, noise_std=noise, rng=self.rng)
+            action = self.learner.act(observation.frames, observation.vector, 0.0, self.rng)
+        else:
+            action = self.agent.act(observation.frames, observation.vector)
+        return np.clip(action + self.exploration.sample(), -1.0, 1.0).astype(np.float32)
 
     def _learning_threshold(self) -> int:
         return max(int(self.params.learning_starts), int(self.params.batch_size))
@@ -397,6 +406,8 @@ class TrainerNode(Node):
         with self.buffer_lock:
             self.buffer.start_episode(observation.frame, observation.vector)
         self.reward_fn.reset(observation.projection.distance_along, observation.speed)
+        self.exploration.reset()
+        self.warmup_noise.reset()
         return observation
 
     def _end_episode(self, episode: EpisodeStats, reason: str) -> None:
