@@ -7,7 +7,8 @@ overrides below. Evaluation: deterministic actions (no exploration noise) on `--
 episodes of the loop track, each from another spawn point (seeds 1000+), up to
 `--eval-steps` steps. Reported per policy: the mean return and the mean distance driven along
 the route before the episode ended (a collision or leaving the road ends it), and how many
-episodes ended that way.
+episodes ended that way. Training is the trainer node's loop: random warm-up actions for
+`--learning-starts` steps, then the policy plus exploration noise and one update per step.
 
     python -m bench.bench_learning [--steps N] [--learning-starts N] [--batch-size N] ...
 
@@ -86,11 +87,12 @@ def train(env: DrivingEnv, agent: TD3Agent, buffer: FrameReplayBuffer, args, rng
     buffer.start_episode(step.frames[-1], step.vector)
     episodes, episode_return, returns = 0, 0.0, []
     started = time.perf_counter()
-    warmup = ExplorationNoise(args.warmup_std, args.correlation, 2, rng)
-    noise = ExplorationNoise(args.exploration_noise, args.correlation, 2, rng)
+    cfg = agent.config
+    warmup = ExplorationNoise(cfg.warmup_noise, cfg.exploration_correlation, 2, rng)
+    noise = ExplorationNoise(cfg.exploration_noise, cfg.exploration_correlation, 2, rng)
     for t in range(args.steps):
         if t < args.learning_starts:
-            if args.correlation > 0:
+            if cfg.exploration_correlation > 0:
                 action = np.clip(warmup.sample(), -1.0, 1.0).astype(np.float32)
             else:
                 action = rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
@@ -120,12 +122,9 @@ def train(env: DrivingEnv, agent: TD3Agent, buffer: FrameReplayBuffer, args, rng
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny budget that only shows the pipeline runs")
-    parser.add_argument("--steps", type=int, default=6000, help="environment steps of training")
+    parser.add_argument("--steps", type=int, default=5000, help="environment steps of training")
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--exploration-noise", type=float, default=0.1)
-    parser.add_argument("--correlation", type=float, default=0.0)
-    parser.add_argument("--warmup-std", type=float, default=0.6)
     parser.add_argument("--max-episode-steps", type=int, default=500)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--eval-steps", type=int, default=500)
@@ -146,7 +145,6 @@ def main() -> None:
             "seed": args.seed,
             "batch_size": args.batch_size,
             "learning_starts": args.learning_starts,
-            "exploration_noise": args.exploration_noise,
             "max_episode_steps": args.max_episode_steps,
         }
         | overrides

@@ -86,14 +86,14 @@ TD3_PARAMS = (
     Param("critic_lr", 3e-4, "learning rate of the critic heads"),
     Param("actor_cnn_lr", 3e-4, "learning rate of the actor's CNN"),
     Param("critic_cnn_lr", 3e-4, "learning rate of the critic's CNN"),
-    Param("exploration_noise", 0.1, "std of the Gaussian noise added to the policy's actions"),
+    Param("exploration_noise", 0.3, "std of the Gaussian noise added to the policy's actions"),
     Param(
         "exploration_correlation",
-        0.0,
+        0.95,
         "AR(1) coefficient of the exploration noise, in [0, 1); 0 = independent per step (TD3), "
         "0.9 = deviations that last ~10 steps; > 0 also makes the warm-up actions correlated",
     ),
-    Param("warmup_noise", 0.6, "std of the correlated warm-up actions (only with exploration_correlation > 0)"),
+    Param("warmup_noise", 0.8, "std of the correlated warm-up actions (only with exploration_correlation > 0)"),
     Param("learning_starts", 1000, "transitions in the buffer before updates start (random actions until then)"),
     Param("buffer_size", 100_000, "replay buffer capacity in transitions"),
     Param("augment", False, "random-shift augmentation of sampled frames"),
