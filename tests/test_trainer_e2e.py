@@ -339,6 +339,10 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     assert all(value >= 0.0 for value in phases) and last["wait_s"] > 0.0 and last["learn_s"] > 0.0, last
     assert 0.5 * last["loop_s"] <= sum(phases) <= last["loop_s"] + 0.01, last
     assert any(s.name == "td3_trainer: training loop" for d in diagnostics for s in d.status)
+    # The simulator reports its ticks and what computing them cost.
+    statuses = [s for d in diagnostics for s in d.status]
+    sim = [{kv.key: kv.value for kv in s.values} for s in statuses if s.name.startswith("carla_simulator")]
+    assert sim and int(sim[-1]["ticks"]) >= budget // 2 and float(sim[-1]["tick_compute_s"]) > 0.0, sim[-1:]
     assert list((tmp_path / "runs" / run_dir.name).glob("events.out.tfevents.*")), "no TensorBoard file"
 
 
