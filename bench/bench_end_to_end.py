@@ -180,8 +180,8 @@ def main() -> int:
     print(
         f"end_to_end: collect {c['steps_per_s']:.1f} steps/s (simulation {cf['simulation']:.0%}, transport "
         f"{cf['transport']:.0%}, trainer {cf['trainer']:.0%}); learn {learn['steps_per_s']:.1f} steps/s "
-        f"(learning {lf['learning']:.0%}, simulation {lf['simulation']:.0%}, transport {lf['transport']:.0%}, "
-        f"trainer {lf['trainer']:.0%})"
+        f"(learning {lf['learning']:.0%}, waiting for the simulator {lf['waiting']:.0%} (its ticks "
+        f"{lf['simulation']:.0%}, overlapping the updates), trainer {lf['trainer']:.0%})"
     )
     return 0
 

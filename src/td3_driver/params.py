@@ -68,7 +68,7 @@ PARAMS: tuple[Param, ...] = (
     Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _ros_name),
     Param("rate_hz", 20.0, "command publishing rate (Hz)", _rate),
     Param(
-        "image_reliability", "best_effort", "camera QoS: best_effort (sensor data) or reliable; depth 1", _reliability
+        "image_reliability", "reliable", "camera QoS: reliable or best_effort (sensor data); depth 1", _reliability
     ),
     Param("stale_timeout", 0.3, "seconds without a valid frame (or odometry) before full brake", _positive),
     Param("use_speedometer", True, "vector policies: speed from the speedometer when fresh, else odometry twist"),
