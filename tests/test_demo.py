@@ -3,6 +3,8 @@
 Same command and code path: simulator + trainer processes to the step budget, then the
 simulator free-running + the driver on the checkpoint the trainer wrote, then the report. Only
 the budget is smaller (a params file applied after demo.yaml's), so it fits in the test run.
+This is also the driver's test with a checkpoint from the trainer: separate processes over
+DDS, commands at about the configured rate, all in range, and the car moves.
 """
 
 from __future__ import annotations
@@ -61,8 +63,14 @@ def test_demo_trains_drives_and_reports(tmp_path: Path):
     checkpoint = checkpoint if checkpoint.is_absolute() else tmp_path / checkpoint
     assert checkpoint.is_file() and checkpoint.name == "td3_scenario_0_step_160.pth"
     assert fields["driver"].startswith("loaded it;"), fields["driver"]
-    commands = int(re.match(r"loaded it; (\d+) commands", fields["driver"]).group(1))
+    match = re.match(r"loaded it; (\d+) commands at ([\d.]+) Hz", fields["driver"])
+    assert match, fields["driver"]
+    commands, rate = int(match.group(1)), float(match.group(2))
     assert commands >= 20
+    assert abs(rate - 20.0) <= 10.0, f"{rate} Hz, configured 20 (a tolerance, not a timing test)"
     assert fields["commands out of range"] == "0"
+    # The trainer's (seeded, synchronous, so reproducible) checkpoint makes the car drive.
+    distance = float(re.match(r"([\d.]+) m", fields["distance driven"]).group(1))
+    assert distance > 1.0, fields
     for key in ("episodes", "episode return", "distance driven", "before the first collision"):
         assert key in fields
