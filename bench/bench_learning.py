@@ -21,13 +21,13 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
 from bench.driving_env import DrivingEnv
+from td3_bringup.graph import file_parameters, repo_config_dir
 from td3_core.networks import Architecture
 from td3_sim.world import SimConfig
 from td3_trainer.config import TD3Config
@@ -36,23 +36,11 @@ from td3_trainer.params import validate
 from td3_trainer.replay_buffer import FrameReplayBuffer
 from td3_trainer.td3 import TD3Agent
 
-CONFIG = Path(__file__).resolve().parent.parent / "config" / "trainer.yaml"
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
+CONFIG = repo_config_dir() / "trainer.yaml"
 
 
 def trainer_params(overrides: dict):
-    values = flatten(yaml.safe_load(CONFIG.read_text())["td3_trainer"]["ros__parameters"])
-    return validate(values | overrides)
+    return validate(file_parameters(CONFIG, "td3_trainer") | overrides)
 
 
 def evaluate(env: DrivingEnv, policy, episodes: int, max_steps: int) -> dict:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import rclpy
-import yaml
 from rcl_interfaces.srv import ListParameters
 
-from td3_bringup.graph import NodeSpec, driver_node, repo_config_dir, simulator_node, trainer_node
+from td3_bringup.graph import NodeSpec, driver_node, file_parameters, repo_config_dir, simulator_node, trainer_node
 from td3_bringup.runner import node_command
 
 from .processes import node_process
@@ -23,21 +22,10 @@ pytestmark = pytest.mark.ros
 CONFIG = repo_config_dir()
 
 
-def _flatten(params: dict, prefix: str = "") -> set[str]:
-    names: set[str] = set()
-    for key, value in params.items():
-        if isinstance(value, dict):
-            names |= _flatten(value, f"{prefix}{key}.")
-        else:
-            names.add(f"{prefix}{key}")
-    return names
-
-
 def _yaml_parameters(spec: NodeSpec) -> set[str]:
     names: set[str] = set()
     for params_file in spec.params_files:
-        content = yaml.safe_load(Path(params_file).read_text())
-        names |= _flatten(content[spec.name]["ros__parameters"])
+        names |= set(file_parameters(params_file, spec.name))
     return names
 
 

@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 import rclpy
 import torch
-import yaml
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaStatus
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Float32MultiArray
 
-from td3_bringup.graph import ParamValue, repo_config_dir, simulator_node, trainer_node
+from td3_bringup.graph import ParamValue, file_parameters, repo_config_dir, simulator_node, trainer_node
 from td3_bringup.runner import node_command
 from td3_core.checkpoint import (
     METADATA_KEYS,
@@ -62,16 +61,6 @@ SIMULATOR: dict[str, ParamValue] = {"image_width": 84, "image_height": 84}
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _flatten(params: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 class Observer:
@@ -218,7 +207,7 @@ def assert_same_tensors(a, b, where: str) -> None:
 
 def test_yaml_documents_exactly_the_declared_parameters_with_their_defaults():
     text = (CONFIG / "trainer.yaml").read_text()
-    values = _flatten(yaml.safe_load(text)["td3_trainer"]["ros__parameters"])
+    values = file_parameters(CONFIG / "trainer.yaml", "td3_trainer")
     assert set(values) == {p.name for p in PARAMS}
     for param in PARAMS:
         assert values[param.name] == param.default, param.name

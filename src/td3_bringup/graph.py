@@ -45,6 +45,23 @@ def format_param(value: ParamValue) -> str:
     return str(value)
 
 
+def file_parameters(params_file: Path, node_name: str) -> dict[str, ParamValue]:
+    """A node's parameters in a ROS params file, nested groups as dotted names (as ROS reads them);
+    KeyError when the file has no section for the node."""
+    import yaml
+
+    def flatten(tree: Mapping, prefix: str = "") -> dict[str, ParamValue]:
+        flat: dict[str, ParamValue] = {}
+        for key, value in tree.items():
+            if isinstance(value, Mapping):
+                flat.update(flatten(value, f"{prefix}{key}."))
+            else:
+                flat[f"{prefix}{key}"] = value
+        return flat
+
+    return flatten(yaml.safe_load(Path(params_file).read_text())[node_name]["ros__parameters"])
+
+
 def repo_config_dir() -> Path:
     """config/ of a source checkout (pip -e install); launch files pass the share dir instead."""
     return Path(__file__).resolve().parents[2] / "config"
