@@ -177,27 +177,51 @@ def _wait_for(log: Path, pattern: re.Pattern[str], offset: int, proc: subprocess
 # --------------------------------------------------------------------------- loops
 
 
+def kill_round(
+    report: Report,
+    proc: subprocess.Popen,
+    log: Path,
+    offset: int,
+    what: str,
+    newest: int,
+    run_dir: Path,
+    delay_s: float,
+    wait_for_checkpoint: bool = False,
+) -> int | None:
+    """One round: `proc` must announce the step it starts from (the newest checkpoint's), then
+    it gets SIGKILLed after `delay_s` (after its first checkpoint with `wait_for_checkpoint`) and
+    what it left is verified. Returns the newest verified step, None if it never started."""
+    pattern = STARTED_RE if what == "writer" else TRAINER_START_RE
+    try:
+        started = _wait_for(log, pattern, offset, proc, 120.0)
+        if started is None:
+            report.failures.append(f"the {what} did not start (exit {proc.poll()}); see {log}")
+            return None
+        if started != max(newest, 0):
+            report.failures.append(f"the {what} resumed at step {started}, latest was {newest}")
+        else:
+            report.resumes_verified += newest >= 0
+        if wait_for_checkpoint:
+            deadline = time.monotonic() + 120.0
+            while read_latest_pointer(run_dir) is None and proc.poll() is None and time.monotonic() <= deadline:
+                time.sleep(0.05)
+        time.sleep(delay_s)
+    finally:
+        _kill(proc)
+    report.kills += 1
+    return max(newest, verify(run_dir, newest, report))
+
+
 def writer_loop(kills: int, work: Path, rng: random.Random, max_delay_s: float) -> Report:
     report = Report("writer")
     run_dir, log = work / "run", work / "writer.log"
-    newest = -1
+    newest: int | None = -1
     for _ in range(kills):
         offset = log.stat().st_size if log.exists() else 0
         proc = _popen(["-m", "tools.kill_loop", "--child-writer", str(run_dir)], log)
-        try:
-            started = _wait_for(log, STARTED_RE, offset, proc, 120.0)
-            if started is None:
-                report.failures.append(f"the writer did not start (exit {proc.poll()}); see {log}")
-                break
-            if started != max(newest, 0):
-                report.failures.append(f"the writer resumed at step {started}, latest was {newest}")
-            else:
-                report.resumes_verified += newest >= 0
-            time.sleep(rng.uniform(0.0, max_delay_s))
-        finally:
-            _kill(proc)
-        report.kills += 1
-        newest = max(newest, verify(run_dir, newest, report))
+        newest = kill_round(report, proc, log, offset, "writer", newest, run_dir, rng.uniform(0.0, max_delay_s))
+        if newest is None:
+            break
     return report
 
 
@@ -212,7 +236,7 @@ def trainer_loop(kills: int, work: Path, rng: random.Random, max_delay_s: float)
     sim = simulator_node(config, sync=True, overrides={"image_width": 84, "image_height": 84})
     sim_proc = _popen(node_command(sim)[1:], work / "simulator.log")
     log = work / "trainer.log"
-    newest = -1
+    newest: int | None = -1
     try:
         for _ in range(kills):
             overrides = {
@@ -230,26 +254,11 @@ def trainer_loop(kills: int, work: Path, rng: random.Random, max_delay_s: float)
             }
             offset = log.stat().st_size if log.exists() else 0
             proc = _popen(node_command(trainer_node(config, overrides))[1:], log)
-            try:
-                started = _wait_for(log, TRAINER_START_RE, offset, proc, 120.0)
-                if started is None:
-                    report.failures.append(f"the trainer did not start (exit {proc.poll()}); see {log}")
-                    break
-                if started != max(newest, 0):
-                    report.failures.append(f"the trainer resumed at env step {started}, latest was {newest}")
-                else:
-                    report.resumes_verified += newest >= 0
-                # Until a first checkpoint exists, then a random moment (often inside a write).
-                first_deadline = time.monotonic() + 120.0
-                while read_latest_pointer(run_dir) is None and proc.poll() is None:
-                    if time.monotonic() > first_deadline:
-                        break
-                    time.sleep(0.05)
-                time.sleep(rng.uniform(0.0, max_delay_s))
-            finally:
-                _kill(proc)
-            report.kills += 1
-            newest = max(newest, verify(run_dir, newest, report))
+            # Until a first checkpoint exists, then a random moment (often inside a write).
+            delay = rng.uniform(0.0, max_delay_s)
+            newest = kill_round(report, proc, log, offset, "trainer", newest, run_dir, delay, wait_for_checkpoint=True)
+            if newest is None:
+                break
     finally:
         stop_processes([sim_proc])
     return report
