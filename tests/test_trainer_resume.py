@@ -124,12 +124,18 @@ def test_keep_last_prunes_checkpoints_and_their_replay_files(tmp_path: Path):
     assert read_latest_pointer(tmp_path / "run").name == names[-1]
 
 
-def test_a_failed_save_is_logged_and_leaves_the_previous_checkpoint_intact(tmp_path: Path):
+def saved_once(tmp_path: Path):
+    """A manager (errors collected, no replay buffer) that has saved one checkpoint at step 10."""
     config, agent, _ = learner()
     errors: list[str] = []
     checkpoints = manager(tmp_path / "run", errors, save_replay_buffer=False)
     first = checkpoints.save(payload(agent, config, {"env_steps": 10}), 10, None)
     assert first is not None
+    return config, agent, errors, checkpoints, first
+
+
+def test_a_failed_save_is_logged_and_leaves_the_previous_checkpoint_intact(tmp_path: Path):
+    config, agent, errors, checkpoints, first = saved_once(tmp_path)
     before = first.read_bytes()
     # Something in the way of the next file (what a full or read-only disk looks like to us).
     (tmp_path / "run" / checkpoint_name("scenario_0", 20)).mkdir()
@@ -149,11 +155,7 @@ def test_a_failed_save_is_logged_and_leaves_the_previous_checkpoint_intact(tmp_p
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint_and_the_next_save_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    config, agent, _ = learner()
-    errors: list[str] = []
-    checkpoints = manager(tmp_path / "run", errors, save_replay_buffer=False)
-    first = checkpoints.save(payload(agent, config, {"env_steps": 10}), 10, None)
-    assert first is not None
+    config, agent, errors, checkpoints, first = saved_once(tmp_path)
     before = first.read_bytes()
     real_fsync = os.fsync
 
