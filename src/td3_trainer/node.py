@@ -106,14 +106,13 @@ class BackgroundLearner:
             self._pending = min(self._pending + count, self.MAX_BACKLOG)
             self._cond.notify()
 
-    def act(self, frames: np.ndarray, vector: np.ndarray, noise_std: float, rng: np.random.Generator) -> np.ndarray:
+    def act(self, frames: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """The policy's action (no exploration noise), from the snapshot the updates refresh."""
         device = self.agent.device
         frames_t = torch.as_tensor(frames, device=device).unsqueeze(0)
         vector_t = torch.as_tensor(vector, dtype=torch.float32, device=device).reshape(1, -1)
         with self._policy_lock, torch.inference_mode():
             action = self._policy(frames_t, vector_t)[0].float().cpu().numpy()
-        if noise_std > 0:
-            action = action + rng.normal(0.0, noise_std, action.shape)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def _refresh_policy(self) -> None:
@@ -366,7 +365,7 @@ class TrainerNode(Node):
                 return np.clip(self.warmup_noise.sample(), -1.0, 1.0).astype(np.float32)
             return self.rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
         if self.learner is not None:
-            action = self.learner.act(observation.frames, observation.vector, 0.0, self.rng)
+            action = self.learner.act(observation.frames, observation.vector)
         else:
             action = self.agent.act(observation.frames, observation.vector)
         return np.clip(action + self.exploration.sample(), -1.0, 1.0).astype(np.float32)

@@ -120,9 +120,12 @@ class TD3Agent:
         targets = (self.actor_cnn_target, self.actor_target, self.critic_cnn_target, self.critic_target)
         self._online_params = [p for module in online for p in module.parameters()]
         self._target_params = [p for module in targets for p in module.parameters()]
-        self._actor_params = [*self.actor_cnn.parameters(), *self.actor.parameters()]
+        # What the actor loss trains: the actor MLP, and its own CNN unless it mirrors the critic's.
+        self._actor_params = [*self.actor.parameters()]
         if config.actor_encoder == "critic":
             self.mirror_actor_encoder()
+        else:
+            self._actor_params += [*self.actor_cnn.parameters()]
 
         # The agent's own random streams: target smoothing noise and augmentation (torch, on the
         # device), exploration noise when act() gets no generator (numpy).
@@ -237,11 +240,9 @@ class TD3Agent:
             actor_actions = self.actor(actor_state)
             actor_loss = -self.critic.q1(critic_state, actor_actions).mean()
             self.actor_optimizer.zero_grad(set_to_none=True)
-            if shared:
-                actor_loss.backward(inputs=list(self.actor.parameters()))
-            else:
-                self.actor_cnn_optimizer.zero_grad(set_to_none=True)
-                actor_loss.backward(inputs=self._actor_params)
+            self.actor_cnn_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward(inputs=self._actor_params)
+            if not shared:
                 self.actor_cnn_optimizer.step()
             self.actor_optimizer.step()
             self.soft_update()
