@@ -7,7 +7,12 @@ the fair comparison is ours with vector_dim=0 and actor_encoder "own" (each enco
 its own loss, as SB3 does); ours with vector_dim=23 is reported too, and the trainer's default
 (actor_encoder "critic": the actor reads the critic's encoder, so one encoder is trained and
 one target encoding is computed; not SB3's configuration, reported for what training costs).
-Contenders take turns within each repeat (machine load hits all alike), warm-up
+A fifth contender, "floor", runs only the network passes an update at SB3's configuration
+cannot skip (per two updates: 4 target encodings, 2 critic encodings with backward, 1 critic
+encoding without gradient, 1 actor encoding with backward), on inputs already scaled, with our
+layout, and nothing else (no sampling, heads, losses or optimizers): the rate no update at that
+configuration exceeds on this machine with these kernels, and its ratio to SB3 says how far any
+implementation could go. Contenders take turns within each repeat (machine load hits all alike), warm-up
 updates are not timed. Reported: the median over repeats and the best repeat (on a shared
 machine the best is the least disturbed), with ratios to SB3 for both.
 
@@ -31,7 +36,7 @@ import numpy as np
 import torch
 
 from bench.sb3_baseline import fill_replay, make_model
-from td3_core.networks import Architecture
+from td3_core.networks import Architecture, build_cnn
 from td3_trainer.config import TD3Config
 from td3_trainer.replay_buffer import FrameReplayBuffer
 from td3_trainer.td3 import TD3Agent
@@ -82,6 +87,42 @@ def our_learner(
     return run
 
 
+def network_floor(batch_size: int) -> Callable[[int], None]:
+    """The encoder passes of our update at SB3's configuration (actor_encoder "own"), alone.
+
+    Per update: 2 target encodings of next_obs and 1 critic encoding of obs with its backward;
+    every second update also 1 critic encoding without gradient and 1 actor encoding with its
+    backward. Inputs are float, in [0, 1] and channels_last already; the backward gets a fixed
+    gradient of the features."""
+    arch = Architecture(frame_stack=STACK, image_size=FRAME[0], vector_dim=0)
+    layout = torch.channels_last
+    actor_cnn, critic_cnn, actor_target, critic_target = (build_cnn(arch).to(memory_format=layout) for _ in range(4))
+    for target in (actor_target, critic_target):
+        target.requires_grad_(False)
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.rand(batch_size, STACK, *FRAME, generator=generator).contiguous(memory_format=layout)
+    next_obs = torch.rand(batch_size, STACK, *FRAME, generator=generator).contiguous(memory_format=layout)
+    feature_grad = torch.randn(batch_size, arch.feature_dim, generator=generator)
+
+    def backward_through(cnn: torch.nn.Module) -> None:
+        for param in cnn.parameters():
+            param.grad = None
+        cnn(obs).backward(feature_grad)
+
+    def run(updates: int) -> None:
+        for step in range(1, updates + 1):
+            with torch.no_grad():
+                actor_target(next_obs)
+                critic_target(next_obs)
+            backward_through(critic_cnn)
+            if step % 2 == 0:
+                with torch.no_grad():
+                    critic_cnn(obs)
+                backward_through(actor_cnn)
+
+    return run
+
+
 def sb3_learner(frames: np.ndarray, batch_size: int) -> Callable[[int], None]:
     model = make_model(buffer_size=len(frames), batch_size=batch_size)
     fill_replay(model, frames, np.random.default_rng(1))
@@ -118,6 +159,7 @@ def main() -> None:
         "sb3": sb3_learner(frames, args.batch_size),
         "ours_vector23": our_learner(frames, 23, args.batch_size),
         "ours_default": our_learner(frames, 23, args.batch_size, actor_encoder="critic"),
+        "floor": network_floor(args.batch_size),
     }
     if args.ablation:
         contenders["ours_vector0_nchw"] = our_learner(frames, 0, args.batch_size, contiguous=True)
@@ -156,6 +198,10 @@ def main() -> None:
         },
         "updates_per_s": {name: round(value, 3) for name, value in medians.items()},
         "ratio_vs_sb3": {name: round(value / medians["sb3"], 3) for name, value in medians.items() if name != "sb3"},
+        # 1.0 would be an update that costs nothing beyond its encoder passes.
+        "share_of_floor": {
+            name: round(medians[name] / medians["floor"], 3) for name in ("ours_vector0", "ours_vector23", "sb3")
+        },
         "best_updates_per_s": {name: round(value, 3) for name, value in best.items()},
         "best_ratio_vs_sb3": {name: round(value / best["sb3"], 3) for name, value in best.items() if name != "sb3"},
         "runs": {name: [round(v, 3) for v in values] for name, values in rates.items()},
@@ -168,7 +214,8 @@ def main() -> None:
         f"ours {medians['ours_vector0']:.2f} (vector 0) / {medians['ours_vector23']:.2f} (vector 23), "
         f"SB3 {medians['sb3']:.2f} -> {ratio['ours_vector0']:.2f}x / {ratio['ours_vector23']:.2f}x (median; "
         f"best rounds {best_ratio['ours_vector0']:.2f}x / {best_ratio['ours_vector23']:.2f}x); the trainer's default "
-        f"(actor_encoder critic, vector 23) {medians['ours_default']:.2f} -> {ratio['ours_default']:.2f}x"
+        f"(actor_encoder critic, vector 23) {medians['ours_default']:.2f} -> {ratio['ours_default']:.2f}x; "
+        f"the encoder passes alone (floor) {medians['floor']:.2f} -> {ratio['floor']:.2f}x"
     )
 
 
