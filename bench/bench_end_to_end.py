@@ -37,46 +37,32 @@ import threading
 import time
 from pathlib import Path
 
+from diagnostic_msgs.msg import DiagnosticArray
+from std_msgs.msg import Float32MultiArray
+
 from td3_bringup.graph import repo_config_dir, training_graph
+from td3_bringup.observer import BackgroundNode, labelled_values
 from td3_bringup.runner import running, start_node, stop_processes
 
 STATS_TOPIC = "/td3_trainer/train_stats"
 
 
-class Listener:
+class Listener(BackgroundNode):
     """Latest ~/train_stats of the trainer and the simulator's tick diagnostics."""
 
     def __init__(self) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from std_msgs.msg import Float32MultiArray
-
-        rclpy.init()
-        self._rclpy = rclpy
-        self.node = rclpy.create_node("bench_end_to_end")
+        super().__init__("bench_end_to_end")
         self.stats: dict[str, float] = {}
         self.sim: dict[str, str] = {}
         self.lock = threading.Lock()
         self.node.create_subscription(Float32MultiArray, STATS_TOPIC, self._on_stats, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
 
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # shutdown races end the thread quietly
-            return
-
-    def _on_stats(self, msg) -> None:
-        fields = msg.layout.dim[0].label.split(",") if msg.layout.dim else []
+    def _on_stats(self, msg: Float32MultiArray) -> None:
         with self.lock:
-            self.stats = dict(zip(fields, msg.data, strict=False))
+            self.stats = labelled_values(msg)
 
-    def _on_diagnostics(self, msg) -> None:
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name.startswith("carla_simulator"):
                 with self.lock:
@@ -89,11 +75,6 @@ class Listener:
     def snapshot(self) -> tuple[dict[str, float], dict[str, str]]:
         with self.lock:
             return dict(self.stats), dict(self.sim)
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self._rclpy.try_shutdown()
 
 
 def run_phase(name: str, args: argparse.Namespace, learning_starts: int, listener: Listener, work: Path) -> dict:

@@ -12,7 +12,7 @@ from td3_core.checkpoint import load_checkpoint_file, read_latest_pointer
 from td3_trainer.monitor import REASONS
 
 from .processes import node_process, stop_process
-from .test_trainer_e2e import observer, only_run_dir, simulator, tail, trainer_args, wait_exit, wait_until
+from .test_trainer_e2e import Observer, only_run_dir, simulator, tail, trainer_args, wait_exit, wait_until
 
 
 @pytest.mark.ros
@@ -21,7 +21,7 @@ def test_trainer_survives_a_simulator_restart(tmp_path: Path):
     budget = 260
     log = tmp_path / "trainer.log"
     overrides = {"total_steps": budget, "frame_timeout_s": 0.5, "max_timeouts": 2, "checkpoint_every": 0}
-    with observer() as obs, node_process(trainer_args(tmp_path, overrides), log) as trainer:
+    with Observer() as obs, node_process(trainer_args(tmp_path, overrides), log) as trainer:
         with simulator(tmp_path) as first_sim:
             wait_until(lambda: obs.env_steps() >= 60, trainer, "first steps", log)
             assert stop_process(first_sim) is not None  # the simulator goes away mid-episode

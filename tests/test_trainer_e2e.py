@@ -15,14 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import rclpy
 import torch
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaStatus
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Float32MultiArray
 
 from td3_bringup.graph import ParamValue, file_parameters, repo_config_dir, simulator_node, trainer_node
+from td3_bringup.observer import BackgroundNode, labelled_values
 from td3_bringup.runner import node_command
 from td3_core.checkpoint import (
     METADATA_KEYS,
@@ -63,13 +62,11 @@ SIMULATOR: dict[str, ParamValue] = {"image_width": 84, "image_height": 84}
 # --------------------------------------------------------------------------- helpers
 
 
-class Observer:
+class Observer(BackgroundNode):
     """A test-side node counting what the trainer and the simulator publish."""
 
     def __init__(self, role: str = "ego_vehicle") -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("trainer_test_observer", context=self.context)
+        super().__init__("trainer_test_observer")
         self.lock = threading.Lock()
         self.commands = 0
         self.status: list[int] = []
@@ -82,10 +79,6 @@ class Observer:
         node.create_subscription(Float32MultiArray, "/td3_trainer/train_stats", self._stats, 100)
         node.create_subscription(Float32MultiArray, "/td3_trainer/episode", self._episode, 100)
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add(self.diagnostics, m), 100)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
 
     def _add(self, items: list, value) -> None:
         with self.lock:
@@ -95,34 +88,15 @@ class Observer:
         with self.lock:
             self.commands += 1
 
-    @staticmethod
-    def _decode(msg: Float32MultiArray) -> dict[str, float]:
-        return dict(zip(msg.layout.dim[0].label.split(","), msg.data, strict=True))
-
     def _stats(self, msg: Float32MultiArray) -> None:
-        self._add(self.train_stats, self._decode(msg))
+        self._add(self.train_stats, labelled_values(msg))
 
     def _episode(self, msg: Float32MultiArray) -> None:
-        self._add(self.episodes, self._decode(msg))
+        self._add(self.episodes, labelled_values(msg))
 
     def env_steps(self) -> int:
         with self.lock:
             return int(self.train_stats[-1]["env_steps"]) if self.train_stats else 0
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=2.0)
-
-
-@contextmanager
-def observer() -> Iterator[Observer]:
-    obs = Observer()
-    try:
-        yield obs
-    finally:
-        obs.close()
 
 
 @contextmanager
@@ -273,7 +247,7 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     budget, keep_last = 300, 2
     log = tmp_path / "trainer.log"
     overrides = {"total_steps": budget, "checkpoint_every": 100, "keep_last": keep_last, "tensorboard": True}
-    with observer() as obs, simulator(tmp_path), node_process(trainer_args(tmp_path, overrides), log) as proc:
+    with Observer() as obs, simulator(tmp_path), node_process(trainer_args(tmp_path, overrides), log) as proc:
         code = wait_exit(proc, log)
         time.sleep(0.5)  # let the last messages reach the observer
         with obs.lock:

@@ -26,8 +26,8 @@ from td3_trainer.checkpointing import REPLAY_SUFFIX, CheckpointManager, load_res
 
 from .processes import node_process
 from .test_trainer_e2e import (
+    Observer,
     assert_same_tensors,
-    observer,
     only_run_dir,
     simulator,
     tail,
@@ -197,7 +197,7 @@ def test_resume_latest_without_any_run_is_an_error(tmp_path: Path):
 def test_sigint_saves_and_resume_latest_continues_the_counters(tmp_path: Path):
     common = {"checkpoint_every": 0, "save_replay_buffer": True, "tensorboard": False}
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    with simulator(tmp_path), observer() as obs:
+    with simulator(tmp_path), Observer() as obs:
         with node_process(trainer_args(tmp_path, {**common, "total_steps": 0}), first_log) as first:
             wait_until(lambda: obs.env_steps() >= 150, first, "150 steps of the first run", first_log)
             first.send_signal(signal.SIGINT)

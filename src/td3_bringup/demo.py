@@ -15,17 +15,21 @@ config/demo.yaml for the short budget. Every process is stopped on exit, whateve
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import random
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from carla_msgs.msg import CarlaCollisionEvent, CarlaEgoVehicleControl, CarlaLaneInvasionEvent
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from std_msgs.msg import Float32MultiArray
+
 from td3_bringup.graph import driving_graph, repo_config_dir, training_graph
+from td3_bringup.observer import BackgroundNode, labelled_values
 from td3_bringup.runner import running, start_node, stop_processes
 
 EPISODE_TOPIC = "/td3_trainer/episode"
@@ -63,33 +67,17 @@ class DrivingWatch:
             self.distance_before_incident_m = self.distance_m
 
 
-class Observer:
-    """An rclpy node in this process, spinning on a thread, that records what the nodes do."""
+class Observer(BackgroundNode):
+    """A node in this process that records what the trainer and the driver do."""
 
     def __init__(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        rclpy.init()
-        self._rclpy = rclpy
-        self.node = rclpy.create_node("td3_demo_observer")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        with contextlib.suppress(Exception):  # shutdown races end the thread quietly
-            self.executor.spin()
+        super().__init__("td3_demo_observer")
 
     def watch_training(self) -> TrainingWatch:
-        from std_msgs.msg import Float32MultiArray
-
         watch = TrainingWatch()
 
         def on_episode(msg: Float32MultiArray) -> None:
-            fields = msg.layout.dim[0].label.split(",") if msg.layout.dim else []
-            values = dict(zip(fields, msg.data, strict=False))
+            values = labelled_values(msg)
             watch.returns.append(float(values.get("return", math.nan)))
             watch.lengths.append(int(values.get("length", 0)))
             watch.distances.append(float(values.get("distance_m", math.nan)))
@@ -98,10 +86,6 @@ class Observer:
         return watch
 
     def watch_driving(self, role: str) -> DrivingWatch:
-        from carla_msgs.msg import CarlaCollisionEvent, CarlaEgoVehicleControl, CarlaLaneInvasionEvent
-        from diagnostic_msgs.msg import DiagnosticArray
-        from nav_msgs.msg import Odometry
-
         watch = DrivingWatch()
 
         def on_command(msg: CarlaEgoVehicleControl) -> None:
@@ -127,6 +111,7 @@ class Observer:
 
         prefix = f"/carla/{role}"
         self.node.create_subscription(CarlaEgoVehicleControl, f"{prefix}/vehicle_control_cmd", on_command, 50)
+
         def on_odometry(msg: Odometry) -> None:
             watch.on_odometry(msg.pose.pose.position.x, msg.pose.pose.position.y)
 
@@ -135,11 +120,6 @@ class Observer:
         self.node.create_subscription(CarlaLaneInvasionEvent, f"{prefix}/lane_invasion", on_lane_invasion, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         return watch
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self._rclpy.try_shutdown()
 
 
 def _train(config_dir: Path, demo_file: Path, run_name: str, models_dir: Path, log_dir: Path, timeout_s: float) -> int:
