@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from td3_core.networks import Architecture, Policy, build_actor, build_cnn, build_critic, encode_state
+from td3_core.preprocessing import scale_frames
 from td3_trainer.augment import random_shift
 from td3_trainer.config import TD3Config
 from td3_trainer.replay_buffer import Batch, FrameReplayBuffer
@@ -167,6 +168,19 @@ def test_contiguous_layout_gives_the_same_updates():
     first, second = parameters(default), parameters(contiguous)
     for name in first:
         torch.testing.assert_close(first[name], second[name], atol=1e-5, rtol=0, msg=name)
+
+
+def test_the_input_buffers_hold_exactly_the_scaled_frames_and_are_reused():
+    agent = TD3Agent(SMALL, TD3Config(seed=2))
+    first, second = random_batch(SMALL, 8, seed=0), random_batch(SMALL, 8, seed=1)
+    obs = agent._scale(first.frames, "obs")
+    next_obs = agent._scale(first.next_frames, "next_obs")
+    assert obs.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(obs, scale_frames(first.frames)) and torch.equal(next_obs, scale_frames(first.next_frames))
+    assert obs.data_ptr() != next_obs.data_ptr()
+    again = agent._scale(second.frames, "obs")  # the next update's batch: same memory, new values
+    assert again.data_ptr() == obs.data_ptr()
+    assert torch.equal(again, scale_frames(second.frames))
 
 
 # --------------------------------------------------------------------------- the update

@@ -95,6 +95,10 @@ class FrameStacker:
         return len(self._frames)
 
 
-def scale_frames(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 stacks → float32 in [0, 1] on the frames' device; the networks' input scaling."""
-    return frames.to(torch.float32).div_(255.0)
+def scale_frames(frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 stacks → float32 in [0, 1] on the frames' device; the networks' input scaling.
+
+    `out`: a float32 tensor of the same shape to write into (its layout is kept)."""
+    if out is None:
+        return frames.to(torch.float32).div_(255.0)
+    return out.copy_(frames).div_(255.0)
