@@ -72,19 +72,15 @@ class DrivingEnv:
             remaining_m=projection.remaining,
             collisions=len(self.world.collisions),
         )
-        result = self.reward_fn.step(
-            StepState(
-                speed=self.world.speed,
-                lateral=projection.lateral,
-                heading_error=wrap_angle(yaw - projection.route_yaw),
-                distance_along=projection.distance_along,
-                action=np.asarray(action),
-                collision=outcome.collision,
-                off_road=outcome.off_road,
-                lane_invasions=len(self.world.lane_invasions),
-                goal=outcome.goal,
-            )
+        state = StepState.after(
+            projection,
+            outcome,
+            speed=self.world.speed,
+            heading_error=wrap_angle(yaw - projection.route_yaw),
+            action=action,
+            lane_invasions=len(self.world.lane_invasions),
         )
+        result = self.reward_fn.step(state)
         return Step(frames, vector, result.total, outcome, projection)
 
 

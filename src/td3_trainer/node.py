@@ -337,19 +337,15 @@ class TrainerNode(Node):
                 self.buffer.start_episode(after.frame, after.vector)
             self.reward_fn.resync(projection.distance_along, after.speed)
             return outcome
-        result = self.reward_fn.step(
-            StepState(
-                speed=after.speed,
-                lateral=projection.lateral,
-                heading_error=after.heading_error,
-                distance_along=projection.distance_along,
-                action=action,
-                collision=outcome.collision,
-                off_road=outcome.off_road,
-                lane_invasions=after.lane_invasions,
-                goal=outcome.goal,
-            )
+        state = StepState.after(
+            projection,
+            outcome,
+            speed=after.speed,
+            heading_error=after.heading_error,
+            action=action,
+            lane_invasions=after.lane_invasions,
         )
+        result = self.reward_fn.step(state)
         with self.buffer_lock:
             self.buffer.add(action, result.total, after.frame, after.vector, outcome.terminated, outcome.truncated)
         episode.transitions += 1

@@ -21,6 +21,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from td3_core.route import RouteProjection
+from td3_trainer.episode import Outcome
+
 TERMS = ("efficiency", "lane_keeping", "comfort", "safety", "progress")
 
 
@@ -81,6 +84,30 @@ class StepState:
     off_road: bool = False
     lane_invasions: int = 0
     goal: bool = False
+
+    @classmethod
+    def after(
+        cls,
+        projection: RouteProjection,
+        outcome: Outcome,
+        *,
+        speed: float,
+        heading_error: float,
+        action: np.ndarray,
+        lane_invasions: int,
+    ) -> StepState:
+        """The state after `action`, from the car's projection on the route and the step's outcome."""
+        return cls(
+            speed=speed,
+            lateral=projection.lateral,
+            heading_error=heading_error,
+            distance_along=projection.distance_along,
+            action=np.asarray(action),
+            collision=outcome.collision,
+            off_road=outcome.off_road,
+            lane_invasions=lane_invasions,
+            goal=outcome.goal,
+        )
 
 
 @dataclass(frozen=True)
