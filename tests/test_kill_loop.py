@@ -28,8 +28,12 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
 def test_checkpoint_writer_killed_at_random_moments(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     result = _run(capsys, "--kills", "8", "--seed", "1", "--work-dir", str(tmp_path))
     assert result["kills"] == 8 and result["crashes"] == 0
-    assert result["checkpoints_verified"] == 8
-    assert result["resumes_verified"] >= 7
+    # Only the first rounds can end before any save completed (how many depends on the machine's
+    # speed against the seeded kill delays); from the first save on, every round verifies.
+    before_a_save = result["kills_before_a_first_save"]
+    assert before_a_save <= 3
+    assert result["checkpoints_verified"] == 8 - before_a_save
+    assert result["resumes_verified"] >= 7 - before_a_save
 
 
 @pytest.mark.ros

@@ -55,6 +55,7 @@ class Report:
     target: str
     kills: int = 0
     checkpoints_verified: int = 0
+    kills_before_a_first_save: int = 0  # nothing to verify yet: the first write had not finished
     kills_during_a_write: int = 0  # a temp file was left behind: the kill cut a write
     resumes_verified: int = 0
     failures: list[str] = field(default_factory=list)
@@ -117,6 +118,8 @@ def verify(run_dir: Path, newest_seen: int, report: Report) -> int:
     if read_latest_pointer(run_dir) is None:
         if newest_seen >= 0:
             report.failures.append(f"'latest' vanished after step {newest_seen} had been saved")
+        else:
+            report.kills_before_a_first_save += 1
         return -1
     try:
         path = resolve_checkpoint(run_dir)

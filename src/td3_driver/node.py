@@ -28,6 +28,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry, Path
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
@@ -459,6 +460,13 @@ class DriverNode(Node):
         if self._twist_pub is not None:
             self._twist_pub.publish(Twist())
 
+    def flush_commands(self, timeout_s: float = 1.0) -> bool:
+        """Wait (bounded) until reliable subscribers have the last commands: at shutdown the
+        node is destroyed right after the final brake, which could otherwise drop it in flight."""
+        publishers = [self._command_pub] + ([self._twist_pub] if self._twist_pub is not None else [])
+        timeout = Duration(nanoseconds=int(timeout_s * 1e9))
+        return all(publisher.wait_for_all_acked(timeout) for publisher in publishers)
+
     # ------------------------------------------------------------------ hot reload
 
     def _compatible(self, runner: PolicyRunner) -> str | None:
@@ -567,6 +575,7 @@ def main(args: list[str] | None = None) -> int:
         if node is not None:
             if rclpy.ok():
                 node.brake_now()
+                node.flush_commands()
             if node.watcher is not None:
                 node.watcher.wait(timeout=5.0)
             node.destroy_node()
