@@ -23,6 +23,11 @@ def _files(pattern: str) -> list[str]:
     return sorted(str(p.relative_to(HERE)) for p in HERE.glob(pattern) if p.is_file())
 
 
+def _requirements(name: str) -> list[str]:
+    lines = (HERE / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def _data_files() -> list[tuple[str, list[str]]]:
     config = _files("config/*.yaml") + _files("config/*.rviz")
     data = [
@@ -52,6 +57,8 @@ setup(
     packages=find_packages("src"),
     data_files=_data_files(),
     install_requires=["numpy", "PyYAML", "torch"],
+    # The benchmarks' baseline (Stable-Baselines3), pinned: pip install -e ".[bench]"
+    extras_require={"bench": _requirements("requirements-bench.txt")},
     zip_safe=False,
     entry_points={
         "console_scripts": [
