@@ -16,7 +16,7 @@ implementation could go. Contenders take turns within each repeat (machine load 
 updates are not timed. Reported: the median over repeats and the best repeat (on a shared
 machine the best is the least disturbed), with ratios to SB3 for both.
 
-    python -m bench.bench_learner [--quick] [--threads N] [--repeats R] [--updates U]
+    python -m bench.bench_learner [--quick] [--threads N] [--repeats R] [--updates U] [--device cuda]
 
 Prints one JSON object, then a one-line summary. Needs requirements-bench.txt (SB3).
 """
@@ -62,15 +62,31 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously): a timed round ends here."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
 def our_learner(
-    frames: np.ndarray, vector_dim: int, batch_size: int, contiguous: bool = False, actor_encoder: str = "own"
+    frames: np.ndarray,
+    vector_dim: int,
+    batch_size: int,
+    device: torch.device,
+    contiguous: bool = False,
+    actor_encoder: str = "own",
 ) -> Callable[[int], None]:
-    """TD3Agent + FrameReplayBuffer holding `frames` as one long episode; returns run(n_updates)."""
+    """TD3Agent + FrameReplayBuffer (frames kept on `device`) holding `frames` as one long
+    episode; returns run(n_updates)."""
     arch = Architecture(frame_stack=STACK, image_size=FRAME[0], vector_dim=vector_dim)
-    agent = TD3Agent(arch, TD3Config(batch_size=batch_size, actor_encoder=actor_encoder), "cpu")
+    agent = TD3Agent(arch, TD3Config(batch_size=batch_size, actor_encoder=actor_encoder), device)
     if contiguous:
         agent.use_memory_format(torch.contiguous_format)
-    buffer = FrameReplayBuffer(len(frames), FRAME, STACK, vector_dim, 2, "cpu", seed=0)
+    buffer = FrameReplayBuffer(len(frames), FRAME, STACK, vector_dim, 2, device, seed=0)
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(len(frames), vector_dim)).astype(np.float32)
     buffer.start_episode(frames[0], vectors[0])
@@ -87,7 +103,7 @@ def our_learner(
     return run
 
 
-def network_floor(batch_size: int) -> Callable[[int], None]:
+def network_floor(batch_size: int, device: torch.device) -> Callable[[int], None]:
     """The encoder passes of our update at SB3's configuration (actor_encoder "own"), alone.
 
     Per update: 2 target encodings of next_obs and 1 critic encoding of obs with its backward;
@@ -96,13 +112,17 @@ def network_floor(batch_size: int) -> Callable[[int], None]:
     gradient of the features."""
     arch = Architecture(frame_stack=STACK, image_size=FRAME[0], vector_dim=0)
     layout = torch.channels_last
-    actor_cnn, critic_cnn, actor_target, critic_target = (build_cnn(arch).to(memory_format=layout) for _ in range(4))
+    actor_cnn, critic_cnn, actor_target, critic_target = (
+        build_cnn(arch).to(device, memory_format=layout) for _ in range(4)
+    )
     for target in (actor_target, critic_target):
         target.requires_grad_(False)
     generator = torch.Generator().manual_seed(0)
-    obs = torch.rand(batch_size, STACK, *FRAME, generator=generator).contiguous(memory_format=layout)
-    next_obs = torch.rand(batch_size, STACK, *FRAME, generator=generator).contiguous(memory_format=layout)
-    feature_grad = torch.randn(batch_size, arch.feature_dim, generator=generator)
+    obs, next_obs = (
+        torch.rand(batch_size, STACK, *FRAME, generator=generator).to(device).contiguous(memory_format=layout)
+        for _ in range(2)
+    )
+    feature_grad = torch.randn(batch_size, arch.feature_dim, generator=generator).to(device)
 
     def backward_through(cnn: torch.nn.Module) -> None:
         for param in cnn.parameters():
@@ -123,8 +143,8 @@ def network_floor(batch_size: int) -> Callable[[int], None]:
     return run
 
 
-def sb3_learner(frames: np.ndarray, batch_size: int) -> Callable[[int], None]:
-    model = make_model(buffer_size=len(frames), batch_size=batch_size)
+def sb3_learner(frames: np.ndarray, batch_size: int, device: torch.device) -> Callable[[int], None]:
+    model = make_model(buffer_size=len(frames), batch_size=batch_size, device=str(device))
     fill_replay(model, frames, np.random.default_rng(1))
 
     def run(updates: int) -> None:
@@ -142,7 +162,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=2000, help="distinct frames in the replay buffers")
     parser.add_argument("--ablation", action="store_true", help="also ours with contiguous (NCHW) convolutions")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where both learners (and our buffer) run")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch build or machine has no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (5 if args.quick else 9)
@@ -155,28 +179,32 @@ def main() -> None:
     frames = np.random.default_rng(0).integers(0, 256, (args.frames, *FRAME), dtype=np.uint8)
     started = time.perf_counter()
     contenders = {
-        "ours_vector0": our_learner(frames, 0, args.batch_size),
-        "sb3": sb3_learner(frames, args.batch_size),
-        "ours_vector23": our_learner(frames, 23, args.batch_size),
-        "ours_default": our_learner(frames, 23, args.batch_size, actor_encoder="critic"),
-        "floor": network_floor(args.batch_size),
+        "ours_vector0": our_learner(frames, 0, args.batch_size, device),
+        "sb3": sb3_learner(frames, args.batch_size, device),
+        "ours_vector23": our_learner(frames, 23, args.batch_size, device),
+        "ours_default": our_learner(frames, 23, args.batch_size, device, actor_encoder="critic"),
+        "floor": network_floor(args.batch_size, device),
     }
     if args.ablation:
-        contenders["ours_vector0_nchw"] = our_learner(frames, 0, args.batch_size, contiguous=True)
+        contenders["ours_vector0_nchw"] = our_learner(frames, 0, args.batch_size, device, contiguous=True)
     for run in contenders.values():
         run(warmup)
+    synchronize(device)
     load_before = loadavg()
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, run in contenders.items():
             tic = time.perf_counter()
             run(updates)
+            synchronize(device)
             rates[name].append(updates / (time.perf_counter() - tic))
     medians = {name: statistics.median(values) for name, values in rates.items()}
     best = {name: max(values) for name, values in rates.items()}
     result = {
         "benchmark": "td3 gradient updates per second",
         "machine": {
+            "device": str(device),
+            "device_name": device_name(device),
             "cpu": cpu_name(),
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
@@ -210,7 +238,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     ratio, best_ratio = result["ratio_vs_sb3"], result["best_ratio_vs_sb3"]
     print(
-        f"updates/s (batch {args.batch_size}, {torch.get_num_threads()} threads): "
+        f"updates/s on {device} (batch {args.batch_size}, {torch.get_num_threads()} threads): "
         f"ours {medians['ours_vector0']:.2f} (vector 0) / {medians['ours_vector23']:.2f} (vector 23), "
         f"SB3 {medians['sb3']:.2f} -> {ratio['ours_vector0']:.2f}x / {ratio['ours_vector23']:.2f}x (median; "
         f"best rounds {best_ratio['ours_vector0']:.2f}x / {best_ratio['ours_vector23']:.2f}x); the trainer's default "

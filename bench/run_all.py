@@ -1,4 +1,5 @@
-"""Every benchmark of bench/, one after the other, each in its quick setting.
+"""Every benchmark of bench/, one after the other, each in its quick setting (the learner
+comparison also on the GPU where there is one).
 
     python -m bench.run_all [--full] [--out results.json]      (what `make bench` runs)
 
@@ -16,14 +17,23 @@ import sys
 import time
 from pathlib import Path
 
-QUICK = {
-    "simulator": ["bench.bench_simulator", "--quick"],
-    "learner": ["bench.bench_learner", "--quick"],
-    "replay_memory": ["bench.bench_replay_memory", "--quick"],
-    "driver_latency": ["bench.bench_driver_latency", "--quick"],
-    "end_to_end": ["bench.bench_end_to_end", "--quick"],
-    "learning": ["bench.bench_learning", "--quick"],
+# name: (module and its arguments, the quick setting's arguments)
+BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
+    "simulator": (["bench.bench_simulator"], ["--quick"]),
+    "learner": (["bench.bench_learner"], ["--quick"]),
+    "replay_memory": (["bench.bench_replay_memory"], ["--quick"]),
+    "driver_latency": (["bench.bench_driver_latency"], ["--quick"]),  # adds CUDA itself where there is one
+    "end_to_end": (["bench.bench_end_to_end"], ["--quick"]),
+    "learning": (["bench.bench_learning"], ["--quick"]),
 }
+# Where torch sees a CUDA device, the learner comparison runs there too (ours and SB3 on the GPU).
+CUDA_BENCHMARKS = {"learner_cuda": (["bench.bench_learner", "--device", "cuda"], ["--quick"])}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def last_json_object(text: str) -> dict | None:
@@ -43,14 +53,15 @@ def last_json_object(text: str) -> dict | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="default settings instead of --quick (much longer)")
-    parser.add_argument("--only", nargs="*", choices=sorted(QUICK), help="run only these")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS | CUDA_BENCHMARKS), help="run only these")
     parser.add_argument("--out", type=Path, help="also write the collected JSON here")
     args = parser.parse_args()
     results, summaries, failed = {}, [], 0
-    for name, command in QUICK.items():
+    benchmarks = BENCHMARKS | (CUDA_BENCHMARKS if cuda_available() else {})
+    for name, (command, quick) in benchmarks.items():
         if args.only and name not in args.only:
             continue
-        argv = [sys.executable, "-m", *(command[:1] if args.full else command)]
+        argv = [sys.executable, "-m", *command, *([] if args.full else quick)]
         print(f"[bench] {name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
         started = time.monotonic()
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)

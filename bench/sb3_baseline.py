@@ -35,7 +35,9 @@ def make_env(obs_shape: tuple[int, ...] = OBS_SHAPE, action_dim: int = ACTION_DI
     return ConstantEnv()
 
 
-def make_model(buffer_size: int, batch_size: int = 256, seed: int = 0, optimize_memory_usage: bool = False):
+def make_model(
+    buffer_size: int, batch_size: int = 256, seed: int = 0, optimize_memory_usage: bool = False, device: str = "cpu"
+):
     """SB3 TD3 with our hyper-parameters, its logger silenced, ready for model.train()."""
     from stable_baselines3 import TD3
     from stable_baselines3.common.logger import Logger
@@ -55,7 +57,7 @@ def make_model(buffer_size: int, batch_size: int = 256, seed: int = 0, optimize_
         optimize_memory_usage=optimize_memory_usage,
         replay_buffer_kwargs=dict(handle_timeout_termination=False) if optimize_memory_usage else None,
         policy_kwargs=policy_kwargs(),
-        device="cpu",
+        device=device,
         seed=seed,
         verbose=0,
     )
