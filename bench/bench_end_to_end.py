@@ -41,8 +41,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import Float32MultiArray
 
 from td3_bringup.graph import repo_config_dir, training_graph
-from td3_bringup.observer import BackgroundNode, labelled_values
+from td3_bringup.observer import BackgroundNode
 from td3_bringup.runner import running, start_node, stop_processes
+from td3_trainer.monitor import labelled_values
 
 STATS_TOPIC = "/td3_trainer/train_stats"
 

@@ -21,7 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import Float32MultiArray
 
 from td3_bringup.graph import ParamValue, file_parameters, repo_config_dir, simulator_node, trainer_node
-from td3_bringup.observer import BackgroundNode, labelled_values
+from td3_bringup.observer import BackgroundNode
 from td3_bringup.runner import node_command
 from td3_core.checkpoint import (
     METADATA_KEYS,
@@ -34,7 +34,7 @@ from td3_core.checkpoint import (
     validate_training_state,
 )
 from td3_trainer.loop_timing import PHASES
-from td3_trainer.monitor import EPISODE_FIELDS, TRAIN_FIELDS
+from td3_trainer.monitor import EPISODE_FIELDS, TRAIN_FIELDS, labelled_values
 from td3_trainer.params import PARAMS, ParamError, validate
 
 from .processes import node_process

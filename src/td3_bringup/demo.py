@@ -29,8 +29,9 @@ from nav_msgs.msg import Odometry
 from std_msgs.msg import Float32MultiArray
 
 from td3_bringup.graph import driving_graph, repo_config_dir, training_graph
-from td3_bringup.observer import BackgroundNode, labelled_values
+from td3_bringup.observer import BackgroundNode
 from td3_bringup.runner import running, start_node, stop_processes
+from td3_trainer.monitor import labelled_values
 
 EPISODE_TOPIC = "/td3_trainer/episode"
 

@@ -14,7 +14,6 @@ import threading
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from std_msgs.msg import Float32MultiArray
 
 
 class BackgroundNode:
@@ -44,9 +43,3 @@ class BackgroundNode:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def labelled_values(msg: Float32MultiArray) -> dict[str, float]:
-    """The values of a td3_trainer.monitor message by field name (layout.dim[0].label, comma-separated)."""
-    fields = msg.layout.dim[0].label.split(",") if msg.layout.dim else []
-    return dict(zip(fields, (float(value) for value in msg.data), strict=False))

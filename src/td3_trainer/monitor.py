@@ -67,6 +67,12 @@ def float_array(fields: tuple[str, ...], values: Mapping[str, float]) -> Float32
     return msg
 
 
+def labelled_values(msg: Float32MultiArray) -> dict[str, float]:
+    """float_array's inverse: the values by field name (a subscriber's side of these topics)."""
+    fields = msg.layout.dim[0].label.split(",") if msg.layout.dim else []
+    return dict(zip(fields, (float(value) for value in msg.data), strict=False))
+
+
 class RateMeter:
     """Events per second over the last `window_s` seconds."""
 
