@@ -126,7 +126,7 @@ def _log(path: FsPath) -> str:
 def test_one_frame_per_command_stamps_odometry_steering_and_reset(tmp_path: FsPath, client: Client):
     log = tmp_path / "simulator.log"
     # No ticks on timeouts here, so that every frame comes from a command of this test.
-    with node_process(_sim_args(command_wait_timeout_s=0.0), log) as proc:
+    with node_process(_sim_args(command_wait_timeout_s=0.0, reset_service="true"), log) as proc:
         ready = lambda: client.routes and client.control_pub.get_subscription_count() > 0  # noqa: E731
         assert client.spin_until(ready, STARTUP_S), f"simulator not up (exit {proc.poll()}):\n{_log(log)}"
         assert client.routes[-1].header.frame_id == "map" and len(client.routes[-1].poses) > 100

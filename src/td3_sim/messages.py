@@ -27,6 +27,11 @@ def yaw_quaternion(yaw: float) -> Quaternion:
     return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))
 
 
+def yaw_of(q: Quaternion) -> float:
+    """Yaw of a quaternion (rotation about z), rad."""
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
 def odometry_msg(world: SimWorld, role: str) -> Odometry:
     """nav_msgs/Odometry of the ego vehicle: pose in `map`, twist in the vehicle frame."""
     x, y, yaw = world.pose
@@ -54,12 +59,16 @@ def image_msg(image: np.ndarray, header: Header) -> Image:
 
 
 def route_msg(world: SimWorld) -> Path:
-    """nav_msgs/Path of the route ahead, like carla_waypoint_publisher's."""
+    """nav_msgs/Path of the world's lap from its spawn point (the reset service's route)."""
     points, yaws = world.route
-    header = Header(stamp=stamp_of(world.stamp_ns), frame_id="map")
-    path = Path(header=header)
+    return path_msg(points, yaws, stamp_of(world.stamp_ns))
+
+
+def path_msg(points: np.ndarray, yaws: np.ndarray, stamp: Time) -> Path:
+    """nav_msgs/Path in `map` like carla_waypoint_publisher's: the poses carry no header of their own."""
+    path = Path(header=Header(stamp=stamp, frame_id="map"))
     for (px, py), yaw in zip(points, yaws, strict=True):
-        pose = PoseStamped(header=header)
+        pose = PoseStamped()
         pose.pose.position.x, pose.pose.position.y = float(px), float(py)
         pose.pose.orientation = yaw_quaternion(float(yaw))
         path.poses.append(pose)

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rclpy
+from builtin_interfaces.msg import Time
 from carla_msgs.msg import (
     CarlaCollisionEvent,
     CarlaControl,
@@ -62,7 +63,7 @@ from carla_msgs.msg import (
     CarlaStatus,
 )
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import Pose, PoseStamped, PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock as RosClock
@@ -75,18 +76,14 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header
 from td3_drive_msgs.srv import ResetEpisode
 
-from td3_sim.messages import image_msg, odometry_msg, route_msg, stamp_of, yaw_quaternion
-from td3_sim.world import CollisionEvent, ConfigError, LaneInvasionEvent, SimConfig, SimWorld
+from td3_sim.ground_truth import GroundTruthLog
+from td3_sim.messages import image_msg, odometry_msg, path_msg, route_msg, stamp_of, yaw_of, yaw_quaternion
+from td3_sim.waypoints import PlannedRoute, WaypointPlanner
+from td3_sim.world import CollisionEvent, ConfigError, Event, LaneInvasionEvent, SimConfig, SimWorld
 
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 LATCHED_QOS = QoSProfile(
     depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-)
-STATUS_QOS = QoSProfile(
-    depth=10,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
     history=HistoryPolicy.KEEP_LAST,
@@ -120,6 +117,13 @@ PARAMS = (
     Param("obstacles", 0, "static obstacles (cones, crates) on the road"),
     Param("publish_rate_hz", 0.0, "ticks per second without waiting for commands; 0 = 1 / fixed_delta_seconds"),
     Param("twist_max_steering_angle", 1.2217, "rad of angular.z at steer 1 on the twist input"),
+    Param("late_events", True, "collision / lane-invasion events published with the NEXT tick, own stamp (bridge)"),
+    Param("route_delay_ticks", 3, "ticks between a route's trigger (goal, teleport) and its publication"),
+    Param("publish_routes", True, "run the waypoint-publisher part (false: no route ever comes)"),
+    Param("ignore_set_transform", False, "tests: control/set_transform and /initialpose never take effect"),
+    Param("reset_service", False, "offer /carla/<role>/reset (not in the bridge; procedural tracks per episode)"),
+    Param("goal_behind_spawn_m", 5.0, "default goal (the map's spawn_points[0]): this far behind the spawn"),
+    Param("ground_truth_log", "", "JSON-lines file of every tick's true state, teleport and route ('' = none)"),
 )
 
 
@@ -135,6 +139,13 @@ class NodeParams:
     command_wait_timeout_s: float
     publish_rate_hz: float
     twist_max_steering_angle: float
+    late_events: bool
+    route_delay_ticks: int
+    publish_routes: bool
+    ignore_set_transform: bool
+    reset_service: bool
+    goal_behind_spawn_m: float
+    ground_truth_log: str
     sim: SimConfig
 
 
@@ -159,7 +170,7 @@ def validate(values: dict[str, Any]) -> NodeParams:
     role = checked["role_name"]
     if not role or not all(ch.isalnum() or ch == "_" for ch in role) or role[0].isdigit():
         raise ParamError(f"parameter 'role_name' must be a ROS name token (letters, digits, _), got {role!r}")
-    for name in ("command_wait_timeout_s", "publish_rate_hz"):
+    for name in ("command_wait_timeout_s", "publish_rate_hz", "route_delay_ticks", "goal_behind_spawn_m"):
         if checked[name] < 0:
             raise ParamError(f"parameter '{name}' must be >= 0, got {checked[name]}")
     if checked["twist_max_steering_angle"] <= 0:
@@ -190,6 +201,13 @@ def validate(values: dict[str, Any]) -> NodeParams:
         command_wait_timeout_s=checked["command_wait_timeout_s"],
         publish_rate_hz=rate,
         twist_max_steering_angle=checked["twist_max_steering_angle"],
+        late_events=checked["late_events"],
+        route_delay_ticks=checked["route_delay_ticks"],
+        publish_routes=checked["publish_routes"],
+        ignore_set_transform=checked["ignore_set_transform"],
+        reset_service=checked["reset_service"],
+        goal_behind_spawn_m=checked["goal_behind_spawn_m"],
+        ground_truth_log=checked["ground_truth_log"],
         sim=sim,
     )
 
@@ -227,8 +245,12 @@ class SimulatorNode(Node):
         self.last_control = CarlaEgoVehicleControl()
         self.commands = 0
         self.ticks = 0
+        self.late_commands = 0  # commands that came after a timeout tick: a double tick
+        self._timeout_ticked = False
         self._last_tick_wall = time.monotonic()
-        self._controlled = False  # a command or reset has been received
+        self._late: list[tuple[int, Event]] = []  # (stamp_ns, event) published with the next tick
+        self.planner = WaypointPlanner(self.world.track, self._default_goal(), p.route_delay_ticks)
+        self.truth = GroundTruthLog(p.ground_truth_log)
 
         prefix = f"/carla/{self.role}"
         self.pub_clock = self.create_publisher(Clock, "/clock", SENSOR_QOS)
@@ -237,7 +259,7 @@ class SimulatorNode(Node):
         self.pub_status = self.create_publisher(CarlaEgoVehicleStatus, f"{prefix}/vehicle_status", SENSOR_QOS)
         self.pub_collision = self.create_publisher(CarlaCollisionEvent, f"{prefix}/collision", SENSOR_QOS)
         self.pub_lane = self.create_publisher(CarlaLaneInvasionEvent, f"{prefix}/lane_invasion", SENSOR_QOS)
-        self.pub_carla_status = self.create_publisher(CarlaStatus, "/carla/status", STATUS_QOS)
+        self.pub_carla_status = self.create_publisher(CarlaStatus, "/carla/status", SENSOR_QOS)
         self.pub_info = self.create_publisher(CameraInfo, f"{prefix}/rgb_front/camera_info", SENSOR_QOS)
         self.pub_image = self.create_publisher(Image, f"{prefix}/rgb_front/image", SENSOR_QOS)
         self.pub_route = self.create_publisher(Path, f"{prefix}/waypoints", LATCHED_QOS)
@@ -249,7 +271,13 @@ class SimulatorNode(Node):
         self.create_subscription(CarlaEgoVehicleControl, f"{prefix}/vehicle_control_cmd", self._on_control, SENSOR_QOS)
         self.create_subscription(Twist, f"{prefix}/twist", self._on_twist, SENSOR_QOS)
         self.create_subscription(CarlaControl, "/carla/control", self._on_carla_control, SENSOR_QOS)
-        self.create_service(ResetEpisode, f"{prefix}/reset", self._on_reset)
+        # actor.pseudo.control of the example objects.json, set_initial_pose, the waypoint publisher
+        self.create_subscription(Pose, f"{prefix}/control/set_transform", self._on_set_transform, SENSOR_QOS)
+        self.create_subscription(Twist, f"{prefix}/control/set_target_velocity", self._on_set_velocity, SENSOR_QOS)
+        self.create_subscription(PoseWithCovarianceStamped, "/initialpose", self._on_initial_pose, SENSOR_QOS)
+        self.create_subscription(PoseStamped, f"{prefix}/goal", self._on_goal, SENSOR_QOS)
+        if p.reset_service:
+            self.create_service(ResetEpisode, f"{prefix}/reset", self._on_reset)
 
         if self.ticks_on_commands:
             if p.command_wait_timeout_s > 0:
@@ -262,8 +290,17 @@ class SimulatorNode(Node):
             f"{p.sim.track} track (seed {p.sim.seed}), camera {p.sim.image_width}x{p.sim.image_height} "
             f"fov {p.sim.fov:g}, dt {p.sim.fixed_delta_seconds:g} s, {mode}; topics under {prefix}"
         )
-        self._publish_route()
+        self._publish_routes(self.planner.on_tick(self._car_xy()))
         self._publish_tick()
+
+    def _default_goal(self) -> tuple[float, float]:
+        """Like a CARLA map's spawn_points[0]: a fixed point, here just behind the spawn."""
+        x, y, _ = self.world.track.spawn_pose(self.world._spawn_s - self.params.goal_behind_spawn_m)
+        return x, y
+
+    def _car_xy(self) -> tuple[float, float]:
+        x, y, _ = self.world.pose
+        return x, y
 
     @property
     def ticks_on_commands(self) -> bool:
@@ -273,8 +310,18 @@ class SimulatorNode(Node):
 
     def _on_control(self, msg: CarlaEgoVehicleControl) -> None:
         self.commands += 1
-        self._controlled = True
         self.last_control = msg
+        if self._timeout_ticked:
+            self.late_commands += 1  # the bridge ticked on the old control; this one ticks again at once
+        self._timeout_ticked = False
+        self.truth.write(
+            "command",
+            frame=self.world.frame,
+            answers_ns=_stamp_ns(msg.header.stamp),
+            throttle=msg.throttle,
+            steer=msg.steer,
+            brake=msg.brake,
+        )
         if self.ticks_on_commands and not self.paused:
             self._tick()
 
@@ -285,6 +332,37 @@ class SimulatorNode(Node):
         else:
             control = control_from_twist(msg, self.params.twist_max_steering_angle)
         self._on_control(control)
+
+    def _on_set_transform(self, msg: Pose) -> None:
+        x, y, yaw = msg.position.x, msg.position.y, yaw_of(msg.orientation)
+        if not all(math.isfinite(v) for v in (x, y, yaw)):
+            self.get_logger().warning(f"ignoring a non-finite pose on control/set_transform: {msg}")
+            return
+        self.truth.write(
+            "set_transform", frame=self.world.frame, x=x, y=y, yaw=yaw, ignored=self.params.ignore_set_transform
+        )
+        if not self.params.ignore_set_transform:
+            self.world.request_transform(x, y, yaw)
+
+    def _on_set_velocity(self, msg: Twist) -> None:
+        if not math.isfinite(msg.linear.x):
+            self.get_logger().warning("ignoring a non-finite control/set_target_velocity")
+            return
+        self.world.request_speed(float(msg.linear.x))
+
+    def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        # set_initial_pose forwards it to control/set_transform (z + 2 m: the car drops; flat here)
+        self._on_set_transform(msg.pose.pose)
+
+    def _on_goal(self, msg: PoseStamped) -> None:
+        x, y = msg.pose.position.x, msg.pose.position.y
+        if not (math.isfinite(x) and math.isfinite(y)):
+            self.get_logger().warning("ignoring a non-finite goal")
+            return
+        self.truth.write("goal", frame=self.world.frame, x=x, y=y)
+        if self.params.publish_routes:
+            self.get_logger().info("Received goal, trigger rerouting...")
+            self.planner.on_goal(x, y, self._car_xy())
 
     def _on_carla_control(self, msg: CarlaControl) -> None:
         if msg.command == CarlaControl.PAUSE:
@@ -297,18 +375,18 @@ class SimulatorNode(Node):
             self.get_logger().warning(f"unknown /carla/control command {msg.command}", throttle_duration_sec=5.0)
 
     def _on_wait_timer(self) -> None:
-        if self.paused or not self._controlled:
-            # Nobody drives yet (or paused): the world waits instead of racing ahead of a
-            # controller that is still starting; its first command or reset arms the timeout.
+        if self.paused:
             self._last_tick_wall = time.monotonic()
             return
+        # Like the bridge: it ticks from launch on, whether or not a command ever comes.
         if time.monotonic() - self._last_tick_wall >= self.params.command_wait_timeout_s:
             self.get_logger().info(
-                f"no vehicle control command for {self.params.command_wait_timeout_s:g} s: ticking with the last "
-                f"control (waiting on /carla/{self.role}/vehicle_control_cmd)",
+                f"Timeout ({self.params.command_wait_timeout_s:g}s) while waiting for vehicle control commands: "
+                f"ticking with the last control (waiting on /carla/{self.role}/vehicle_control_cmd)",
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
             self._tick()
+            self._timeout_ticked = True
 
     def _on_rate_timer(self) -> None:
         if not self.paused:
@@ -323,8 +401,10 @@ class SimulatorNode(Node):
             self.get_logger().error(response.message)
             return response
         self.last_control = CarlaEgoVehicleControl()
-        self._controlled = True
+        self._late.clear()
+        self.planner.set_track(self.world.track, self._default_goal())
         self._publish_route()
+        self.planner.on_tick(self._car_xy())  # the reset's own route is published above
         self._publish_tick()
         response.success = True
         response.frame = self.world.frame
@@ -344,49 +424,21 @@ class SimulatorNode(Node):
                 f"non-finite vehicle control (throttle {c.throttle}, steer {c.steer}, brake {c.brake}): full brake",
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
+        if self.params.publish_routes:
+            self._publish_routes(self.planner.on_tick(self._car_xy()))
         self._publish_tick(started)
 
     def _publish_tick(self, started: float | None = None) -> None:
-        """Every message of the current frame, the image last."""
+        """Every message of the current frame in the bridge's order (example objects.json): status,
+        clock, the ego's vehicle_status, then its sensors in their list order - camera_info and
+        image, collision, lane_invasion, odometry, speedometer. Events may come a tick late."""
         started = time.perf_counter() if started is None else started
         world = self.world
-        stamp = stamp_of(world.stamp_ns)
+        stamp_ns = world.stamp_ns
+        stamp = stamp_of(stamp_ns)
         self._last_tick_wall = time.monotonic()
         self.ticks += 1
         image = world.render()
-
-        self.pub_clock.publish(Clock(clock=stamp))
-
-        _, _, yaw = world.pose
-        self.pub_odometry.publish(odometry_msg(world, self.role))
-        self.pub_speed.publish(Float32(data=float(world.speed)))
-
-        applied = world.control
-        status = CarlaEgoVehicleStatus(header=Header(stamp=stamp, frame_id="map"))
-        status.velocity = float(abs(world.speed))
-        status.acceleration.linear.x, status.acceleration.linear.y = world.acceleration_xy
-        status.orientation = yaw_quaternion(yaw)
-        status.control = CarlaEgoVehicleControl(
-            header=Header(stamp=stamp, frame_id="map"),
-            throttle=applied.throttle,
-            steer=applied.steer,
-            brake=applied.brake,
-            hand_brake=applied.hand_brake,
-            reverse=applied.reverse,
-            gear=-1 if applied.reverse else 1,
-        )
-        self.pub_status.publish(status)
-
-        for event in world.events:
-            if isinstance(event, CollisionEvent):
-                msg = CarlaCollisionEvent(header=Header(stamp=stamp, frame_id=self.role))
-                msg.other_actor_id = event.other_actor_id
-                msg.normal_impulse.x, msg.normal_impulse.y, msg.normal_impulse.z = event.normal_impulse
-                self.pub_collision.publish(msg)
-            elif isinstance(event, LaneInvasionEvent):
-                msg = CarlaLaneInvasionEvent(header=Header(stamp=stamp, frame_id=self.role))
-                msg.crossed_lane_markings = list(event.crossed_lane_markings)
-                self.pub_lane.publish(msg)
 
         self.pub_carla_status.publish(
             CarlaStatus(
@@ -396,10 +448,86 @@ class SimulatorNode(Node):
                 synchronous_mode_running=not self.paused,
             )
         )
+        self.pub_clock.publish(Clock(clock=stamp))
+        self.pub_status.publish(self._vehicle_status(stamp))
         camera_header = Header(stamp=stamp, frame_id=self.camera_frame)
         self.pub_info.publish(self._camera_info(camera_header))
         self.pub_image.publish(image_msg(image, camera_header))
+
+        # The bridge's event sensors publish what CARLA has delivered so far; an event of this
+        # frame that comes after that goes out with the next frame, with its own stamp.
+        due, self._late = self._late, []
+        events = [(stamp_ns, event) for event in world.events]
+        if self.params.late_events:
+            self._late = events
+        else:
+            due += events
+        for event_ns, event in due:
+            self._publish_event(event_ns, event)
+
+        self.pub_odometry.publish(odometry_msg(world, self.role))
+        self.pub_speed.publish(Float32(data=float(world.speed)))
+        x, y, yaw = world.pose
+        self.truth.write(
+            "tick",
+            frame=world.frame,
+            stamp_ns=stamp_ns,
+            x=x,
+            y=y,
+            yaw=yaw,
+            speed=world.speed,
+            on_road=world.on_road,
+            lateral=world.lateral_offset,
+            collision=world.collided,
+            route_version=self.planner.version if self.params.publish_routes else 0,
+        )
         self.tick_compute_s += time.perf_counter() - started
+
+    def _vehicle_status(self, stamp: Time) -> CarlaEgoVehicleStatus:
+        world = self.world
+        applied = world.control
+        status = CarlaEgoVehicleStatus(header=Header(stamp=stamp, frame_id="map"))
+        status.velocity = float(abs(world.speed))
+        status.acceleration.linear.x, status.acceleration.linear.y = world.acceleration_xy
+        status.orientation = yaw_quaternion(world.pose[2])
+        status.control = CarlaEgoVehicleControl(
+            header=Header(stamp=stamp, frame_id="map"),
+            throttle=applied.throttle,
+            steer=applied.steer,
+            brake=applied.brake,
+            hand_brake=applied.hand_brake,
+            reverse=applied.reverse,
+            gear=-1 if applied.reverse else 1,
+        )
+        return status
+
+    def _publish_event(self, stamp_ns: int, event: Event) -> None:
+        stamp = stamp_of(stamp_ns)
+        if isinstance(event, CollisionEvent):
+            msg = CarlaCollisionEvent(header=Header(stamp=stamp, frame_id=f"{self.role}/collision"))
+            msg.other_actor_id = event.other_actor_id
+            msg.normal_impulse.x, msg.normal_impulse.y, msg.normal_impulse.z = event.normal_impulse
+            self.pub_collision.publish(msg)
+        elif isinstance(event, LaneInvasionEvent):
+            lane = CarlaLaneInvasionEvent(header=Header(stamp=stamp, frame_id=f"{self.role}/lane_invasion"))
+            lane.crossed_lane_markings = list(event.crossed_lane_markings)
+            self.pub_lane.publish(lane)
+
+    def _publish_routes(self, routes: list[PlannedRoute]) -> None:
+        if not self.params.publish_routes:
+            return
+        for route in routes:
+            self.pub_route.publish(path_msg(route.points, route.yaws, stamp_of(self.world.stamp_ns)))
+            self.truth.write(
+                "route",
+                frame=self.world.frame,
+                version=route.version,
+                trigger=route.trigger,
+                points=len(route.points),
+                first=[float(v) for v in route.points[0]],
+                last=[float(v) for v in route.points[-1]],
+            )
+            self.get_logger().info(f"Published {len(route.points)} waypoints.")
 
     def _on_diagnostics_timer(self) -> None:
         """What the simulator costs: ticks and the wall time spent computing and publishing them."""
@@ -413,6 +541,8 @@ class SimulatorNode(Node):
             "tick_compute_s": f"{self.tick_compute_s:.6f}",
             "mean_tick_ms": f"{mean_ms:.3f}",
             "paused": str(self.paused),
+            "late_commands": str(self.late_commands),
+            "routes": str(self.planner.version),
         }
         status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
         array = DiagnosticArray(status=[status])
@@ -431,6 +561,10 @@ class SimulatorNode(Node):
 
     def _publish_route(self) -> None:
         self.pub_route.publish(route_msg(self.world))
+
+
+def _stamp_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def main(args: list[str] | None = None) -> int:

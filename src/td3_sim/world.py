@@ -126,6 +126,8 @@ class SimWorld:
         self.route_points, self.route_yaws = self.track.route(self._spawn_s)
         self._proj = self.track.project(x, y)
         self.events: list[Event] = []
+        self._pending_pose: tuple[float, float, float] | None = None
+        self._pending_speed: float | None = None
         self._frame += 1
 
     def _load(self, seed: int) -> tuple[tr.Track, GroundMap]:
@@ -147,6 +149,7 @@ class SimWorld:
         """Apply one control for fixed_delta_seconds; non-finite values mean zero throttle, full brake."""
         control, self.input_invalid = Control.sanitized(throttle, steer, brake, hand_brake, reverse)
         self.control = control
+        self._apply_requests()
         before = self.state
         after = step_vehicle(before, control, self.dt, self.vehicle)
         proj = self.track.project(after.x, after.y, hint=self._proj.segment)
@@ -278,6 +281,25 @@ class SimWorld:
     @property
     def route(self) -> tuple[np.ndarray, np.ndarray]:
         return self.route_points, self.route_yaws
+
+    def request_transform(self, x: float, y: float, yaw: float) -> None:
+        """Like carla.Actor.set_transform in synchronous mode: takes effect with the next tick and
+        keeps the car's velocity (a teleported car rolls on unless its velocity is also set)."""
+        self._pending_pose = (x, y, yaw)
+
+    def request_speed(self, speed: float) -> None:
+        """Like set_target_velocity (linear.x in the vehicle frame): with the next tick."""
+        self._pending_speed = speed
+
+    def _apply_requests(self) -> None:
+        if self._pending_pose is not None:
+            x, y, yaw = self._pending_pose
+            self.state = VehicleState(x=x, y=y, yaw=yaw, speed=self.state.speed)
+            self._proj = self.track.project(x, y)
+        if self._pending_speed is not None:
+            s = self.state
+            self.state = VehicleState(x=s.x, y=s.y, yaw=s.yaw, speed=self._pending_speed)
+        self._pending_pose = self._pending_speed = None
 
     def teleport(self, x: float, y: float, yaw: float, speed: float = 0.0) -> None:
         """Put the car somewhere (tests, tools); no events, no new frame."""
