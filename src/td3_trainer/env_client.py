@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from builtin_interfaces.msg import Time
 from carla_msgs.msg import CarlaCollisionEvent, CarlaEgoVehicleControl, CarlaLaneInvasionEvent
+from geometry_msgs.msg import Pose, PoseStamped, Twist
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -30,8 +31,9 @@ from td3_drive_msgs.srv import ResetEpisode
 
 from td3_core.actions import action_to_command
 from td3_core.image_codec import ImageError
-from td3_core.observation import ObservationBuilder, pose_from_odometry
+from td3_core.observation import ObservationBuilder, pose_from_odometry, route_points_from_path
 from td3_core.route import RouteProjection, wrap_angle
+from td3_trainer.bridge_reset import StartPose, StartPoses, route_fits, settle_check
 from td3_trainer.params import TrainerParams
 from td3_trainer.tick_sync import (
     NS_PER_S,
@@ -57,6 +59,8 @@ ROUTE_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
 )
 NOTICE_PERIOD_S = 10.0  # how often a long wait (service, route) repeats its log line
+TELEPORT_M = 2.0  # a jump this long in one tick is a reposition (carla_waypoint_publisher's test)
+GOAL_RESEND_TICKS = 10  # a reset re-sends its goal when no fitting route came for this many ticks
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class Observation:
     heading_error: float
     collisions: int = 0
     lane_invasions: int = 0
+    late_collisions: int = 0  # events of the PREVIOUS tick that came with this one (own, earlier stamp)
+    late_lane_invasions: int = 0
     new_segment: bool = True  # first frame of an episode or after a gap: no transition into it
     gap: GapKind = GapKind.NONE
     odometry_matched: bool = True
@@ -99,6 +105,7 @@ class RosEnv:
         self._episode_seq = 0  # events received before this belong to an earlier episode
         self._episode_start_ns: int | None = None
         self._force_new_segment = False
+        self._previous_ns: int | None = None  # stamp of the previous observation of this episode
         self._last_command: CarlaEgoVehicleControl | None = None
         self._next_notice = 0.0
 
@@ -130,6 +137,15 @@ class RosEnv:
         self._command_pub = node.create_publisher(CarlaEgoVehicleControl, self.command_topic, SENSOR_QOS)
         self.reset_service = params.reset_service_name
         self._reset_client = node.create_client(ResetEpisode, self.reset_service) if self.reset_service else None
+        # The bridge's own ways to put the car somewhere (used when there is no reset service).
+        self.transform_topic = params.topic("control/set_transform")
+        self.velocity_topic = params.topic("control/set_target_velocity")
+        self.goal_topic = params.topic("goal")
+        self._transform_pub = node.create_publisher(Pose, self.transform_topic, SENSOR_QOS)
+        self._velocity_pub = node.create_publisher(Twist, self.velocity_topic, SENSOR_QOS)
+        self._goal_pub = node.create_publisher(PoseStamped, self.goal_topic, SENSOR_QOS)
+        self.start_poses: StartPoses | None = None
+        self._last_xy: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ actions
 
@@ -187,7 +203,13 @@ class RosEnv:
             gap = self.resync.on_tick(self.last_stamp_ns, result.image.stamp_ns, self.dt_ns)
             previous = ns_to_s(self.last_stamp_ns or 0)
             stamp = ns_to_s(result.image.stamp_ns)
-            if gap.kind is GapKind.DROPPED:
+            if gap.kind is GapKind.DROPPED and gap.missed_frames == 1:
+                self.counters.double_ticks += 1
+                self.log.info(
+                    f"two ticks after one command ({previous:.3f} s -> {stamp:.3f} s): the bridge ticked on the old "
+                    "control meanwhile (a late command); no transition across it"
+                )
+            elif gap.kind is GapKind.DROPPED:
                 self.log.warning(
                     f"dropped frames: stamp jumped from {previous:.3f} s to {stamp:.3f} s "
                     f"(~{gap.missed_frames} missing); no transition across it"
@@ -214,7 +236,10 @@ class RosEnv:
         self.last_stamp_ns = tick.image.stamp_ns
         self._consumed_seq = tick.seq
         new_segment = gap is not GapKind.NONE or self._force_new_segment
-        self._update_route()
+        if self._reset_client is not None:
+            self._update_route()
+        else:
+            self._ignore_new_routes()
         if new_segment:
             self.builder.stacker.reset()  # nothing stacked across a gap
         try:
@@ -228,6 +253,8 @@ class RosEnv:
             self._resend()  # a waiting simulator needs a command to produce the next tick
             return None
         self._force_new_segment = False
+        if tick.odometry_after_image:
+            self.counters.odometry_after_image += 1
         if not tick.odometry_matched:
             self.counters.unmatched_odometry += 1
             self.log.debug(f"no {self.odometry_topic} with stamp {ns_to_s(tick.image.stamp_ns):.2f} s: newest used")
@@ -236,7 +263,22 @@ class RosEnv:
         speed = tick.speed if tick.speed is not None else twist_speed
         vector, projection = self.builder.vector(odometry, speed if self.params.use_speedometer else None)
         assert projection is not None  # the route is there before the first frame of an episode
+        previous_ns = self._previous_ns
+        late: dict[str, list] = {}
+        if previous_ns is not None:  # still there from before the previous tick: they came late
+            late = self.ticks.take_events(previous_ns, self._episode_start_ns, self._episode_seq)
+            self.counters.late_events += sum(len(v) for v in late.values())
         events = self.ticks.take_events(tick.image.stamp_ns, self._episode_start_ns, self._episode_seq)
+        self._previous_ns = tick.image.stamp_ns
+        if self._last_xy is not None and np.hypot(x - self._last_xy[0], y - self._last_xy[1]) > TELEPORT_M:
+            self.counters.teleports += 1
+            self.log.warning(
+                f"the car jumped {np.hypot(x - self._last_xy[0], y - self._last_xy[1]):.1f} m in "
+                "one tick (repositioned from outside?): no transition across it"
+            )
+            new_segment = True
+            self.builder.stacker.reset()
+        self._last_xy = (x, y)
         return Observation(
             frames=frames,
             frame=frames[-1],
@@ -249,10 +291,20 @@ class RosEnv:
             heading_error=wrap_angle(yaw - projection.route_yaw),
             collisions=len(events.get("collision", [])),
             lane_invasions=len(events.get("lane_invasion", [])),
+            late_collisions=len(late.get("collision", [])),
+            late_lane_invasions=len(late.get("lane_invasion", [])),
             new_segment=new_segment,
             gap=gap,
             odometry_matched=tick.odometry_matched,
         )
+
+    def _ignore_new_routes(self) -> None:
+        """Bridge mode: the route of an episode is the one its reset accepted."""
+        route = self.ticks.route()
+        if route is not None and route.seq > self._route_seq:
+            self._route_seq = route.seq
+            self.counters.routes_ignored += 1
+            self.log.info(f"a new route on {self.route_topic} during the episode: kept the episode's own")
 
     def _update_route(self) -> bool:
         """Take a newly received route; True if it changed."""
@@ -278,6 +330,8 @@ class RosEnv:
 
     def reset(self, seed: int) -> Observation | None:
         """Start an episode; returns its first observation, or None when stopping."""
+        if self._reset_client is None:
+            return self._bridge_reset()
         while not self.stop.is_set():
             mark = self.ticks.seq
             newest = self.ticks.newest_image_stamp()
@@ -289,11 +343,8 @@ class RosEnv:
                 reset_stamp = frame * self.dt_ns if frame > 0 else None
                 describe = f"of the new episode (frame {frame})"
                 query = TickQuery(last, or_received_after_seq=mark, or_stamp_ns=reset_stamp, describe=describe)
-            else:
-                # No reset service (a real bridge): whatever repositions the car, the next tick
-                # starts the episode.
-                self._resend()
-                query = TickQuery(last, or_received_after_seq=mark, any_after_seq=True, describe="to start an episode")
+            else:  # not reached: reset() takes the bridge path without a service
+                return None
             if not self._await_route(mark, seed):
                 continue
             result = self._wait(query)
@@ -304,17 +355,149 @@ class RosEnv:
                 again = "asking for a reset again" if self._reset_client else "re-sending the last command"
                 self.log.warning(f"{result.reason}; {again}")
                 continue
-            self.ticks.forget_stale(result.image.stamp_ns, result.image.seq)  # a restart's old clock
-            self.builder.reset()
-            self._episode_seq = mark
-            self._episode_start_ns = result.image.stamp_ns
-            self.ticks.take_events(result.image.stamp_ns)  # events up to the first frame: the old episode's
-            self.resync.consecutive_timeouts = 0
-            self.resync.in_gap = False
-            observation = self._build(result, GapKind.NONE)
+            observation = self._begin_episode(result, mark)
             if observation is not None:
-                return replace(observation, new_segment=True)
+                return observation
         return None
+
+    def _begin_episode(self, result: Tick, mark: int) -> Observation | None:
+        """The first observation of an episode; events from before it are the old episode's."""
+        self.ticks.forget_stale(result.image.stamp_ns, result.image.seq)  # a restart's old clock
+        self.builder.reset()
+        self._episode_seq = mark
+        self._episode_start_ns = result.image.stamp_ns
+        self.ticks.take_events(result.image.stamp_ns)  # events up to the first frame: the old episode's
+        self.resync.consecutive_timeouts = 0
+        self.resync.in_gap = False
+        self._previous_ns = None
+        self._last_xy = None
+        observation = self._build(result, GapKind.NONE)
+        return None if observation is None else replace(observation, new_segment=True)
+
+    # ------------------------------------------------------------------ resets through the bridge
+
+    def _bridge_reset(self) -> Observation | None:
+        """Teleport to a start pose of the start-up route, zero velocity, a goal, brake until the car
+        stands there and the route to that goal has come; retried elsewhere, then given up."""
+        p = self.params
+        if self.start_poses is None and not self._init_start_poses():
+            return None
+        assert self.start_poses is not None
+        attempts = int(p.reset_attempts)
+        missing = ""
+        for attempt in range(1, attempts + 1):
+            start = self.start_poses.draw()
+            result = self._teleport(start)
+            if result is None:
+                return None
+            if isinstance(result, Tick):
+                observation = self._begin_episode(result, result.seq)
+                if observation is not None:
+                    self.counters.resets += 1
+                    return observation
+                missing = "a decodable first image"
+            else:
+                missing = result
+            self.counters.reset_retries += 1
+            self.log.warning(
+                f"reset attempt {attempt}/{attempts}: after {p.reset_settle_ticks} brake ticks still waiting for "
+                f"{missing}; trying another start pose"
+            )
+        self.counters.reset_failures += 1
+        self.log.error(
+            f"could not start an episode after {attempts} teleports (last missing: {missing}). The ego vehicle needs "
+            f"an actor.pseudo.control ({self.transform_topic}) and carla_waypoint_publisher must answer goals on "
+            f"{self.goal_topic}; stopping training"
+        )
+        self.brake()
+        self.stop.set()
+        return None
+
+    def _init_start_poses(self) -> bool:
+        """Start poses from the first route seen (carla_waypoint_publisher's, to spawn_points[0])."""
+        p = self.params
+        if not self._await_route(0, -1):
+            return False
+        route = self.ticks.route()
+        assert route is not None
+        points = route_points_from_path(route.msg)
+        heights = np.array([pose.pose.position.z for pose in route.msg.poses], dtype=np.float64)
+        try:
+            self.start_poses = StartPoses(
+                points, float(p.start_pose_spacing_m), float(p.reset_goal_ahead_m), int(p.seed), heights
+            )
+        except ValueError as error:
+            self.log.error(f"no start poses from {self.route_topic}: {error}; stopping training")
+            self.stop.set()
+            return False
+        self.log.info(
+            f"{len(self.start_poses.poses)} start poses along the {self.start_poses.route_length_m:.0f} m start-up "
+            f"route, goals {self.start_poses.goal_ahead_m:.0f} m ahead (seed {p.seed})"
+        )
+        return True
+
+    def _teleport(self, start: StartPose) -> Tick | str | None:
+        """One attempt: the settled tick, or what was still missing, or None when stopping."""
+        p = self.params
+        pose = Pose()
+        pose.position.x, pose.position.y, pose.position.z = start.x, start.y, start.z
+        pose.orientation.z, pose.orientation.w = np.sin(start.yaw / 2.0), np.cos(start.yaw / 2.0)
+        goal = PoseStamped()
+        goal.header.frame_id = "map"
+        goal.pose.position.x, goal.pose.position.y = start.goal_x, start.goal_y
+        goal.pose.orientation.w = 1.0
+        self._transform_pub.publish(pose)
+        self._velocity_pub.publish(Twist())
+        last = max(s for s in (self.last_stamp_ns, self.ticks.newest_image_stamp(), -1) if s is not None)
+        goal_mark: int | None = None
+        goal_ticks = 0
+        missing = f"the car at its start pose ({start.x:.1f}, {start.y:.1f})"
+        tolerance = float(p.reset_tolerance_m)
+        for tick_index in range(int(p.reset_settle_ticks)):
+            self.brake()
+            self.counters.reset_ticks += 1
+            result = self._wait(TickQuery(last, describe="during a reset"))
+            if isinstance(result, Stopped):
+                return None
+            if isinstance(result, Timeout):
+                self.counters.timeouts += 1
+                self.log.warning(f"reset: {result.reason}")
+                continue
+            last = result.image.stamp_ns
+            self._consumed_seq = result.seq
+            x, y, _, twist_speed = pose_from_odometry(result.odometry.msg)
+            speed = result.speed if result.speed is not None else twist_speed
+            at_pose = np.hypot(x - start.x, y - start.y) <= tolerance
+            if at_pose and goal_mark is None:
+                goal_mark = self.ticks.seq
+                self._goal_pub.publish(goal)
+            elif goal_mark is not None:
+                goal_ticks += 1
+                if goal_ticks % GOAL_RESEND_TICKS == 0:
+                    self._goal_pub.publish(goal)  # a lost goal, or a later reroute to another goal
+            if at_pose and abs(speed) >= 0.1:
+                self._velocity_pub.publish(Twist())
+            if not at_pose and tick_index % GOAL_RESEND_TICKS == GOAL_RESEND_TICKS - 1:
+                self._transform_pub.publish(pose)  # a lost teleport
+            route = self.ticks.route()
+            route_ready = (
+                goal_mark is not None
+                and route is not None
+                and route.seq > goal_mark
+                and route_fits(route_points_from_path(route.msg), start, tolerance, float(p.min_route_m))
+            )
+            check = settle_check(start, x, y, speed, route_ready, tolerance)
+            missing = check.missing
+            if not missing:
+                assert route is not None
+                self.builder.set_route_from_path(route.msg)
+                self._route_seq = route.seq
+                self.waiting_for = ""
+                return result
+            self.waiting_for = f"reset: {missing}"
+            if tick_index == int(p.reset_settle_ticks) // 2:
+                self.log.warning(f"reset: waiting for {missing} (tick {tick_index + 1} of {p.reset_settle_ticks})")
+        return missing
 
     def _await_route(self, mark: int, seed: int) -> bool:
         """The route must be known; a new seed may bring a new route, which gets a short wait."""

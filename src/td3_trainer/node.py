@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +278,9 @@ class TrainerNode(Node):
         with timing.phase("reset"):
             observation = self._start_episode()
         episode = EpisodeStats(index=self.episodes)
+        # A transition is stored one tick late: the bridge may deliver an event of a tick with the
+        # next one (its own stamp), so (before, action, after) waits for the tick after `after`.
+        pending: tuple[Observation, np.ndarray, Observation] | None = None
         while observation is not None and not self._budget_spent():
             with timing.phase("act"):
                 action = self._choose_action(observation)
@@ -288,33 +292,51 @@ class TrainerNode(Node):
             if following is None:
                 break
             with timing.phase("store"):
-                self.env_steps += 1
-                self.steps_this_run += 1
-                episode.steps += 1
-                episode.move_to(following.x, following.y)
-                outcome = self._step(episode, observation, action, following)
-                self.monitor.on_step()
-                self.monitor.update(
-                    env_steps=self.env_steps,
-                    total_it=self.agent.total_it,
-                    buffer_size=len(self.buffer),
-                    episodes=self.episodes,
-                    **timing.as_dict(),
-                )
-                if self.checkpoints.due(self.env_steps):
-                    self.save_checkpoint()
-                if outcome.done:
-                    self._end_episode(episode, outcome.reason)
-                    episode = EpisodeStats(index=self.episodes)
+                outcome = Outcome()
+                if pending is not None:
+                    before, pending_action, after = pending
+                    outcome = self._finish_step(episode, before, pending_action, with_late_events(after, following))
+                    if outcome.done:
+                        self._end_episode(episode, outcome.reason)
+                        episode = EpisodeStats(index=self.episodes)
+                        pending = None
+                if not outcome.done:
+                    self.env_steps += 1
+                    self.steps_this_run += 1
+                    episode.steps += 1
+                    episode.move_to(following.x, following.y)
+                    pending = (observation, action, following)
             if outcome.done:
                 with timing.phase("reset"):
                     observation = None if self._budget_spent() else self._start_episode()
             else:
                 observation = following
+        if pending is not None:  # the last transition, with the events known so far
+            before, pending_action, after = pending
+            outcome = self._finish_step(episode, before, pending_action, after)
+            if outcome.done:
+                self._end_episode(episode, outcome.reason)
         if episode.steps and self.stop.is_set():
             self.log.info(f"stopping in episode {episode.index} after {episode.steps} steps")
         if self._budget_spent():
             self.log.info(f"step budget of {p.total_steps} reached")
+
+    def _finish_step(
+        self, episode: EpisodeStats, before: Observation, action: np.ndarray, after: Observation
+    ) -> Outcome:
+        """Reward, outcome and storage of one transition, then the monitor and checkpoints."""
+        outcome = self._step(episode, before, action, after)
+        self.monitor.on_step()
+        self.monitor.update(
+            env_steps=self.env_steps,
+            total_it=self.agent.total_it,
+            buffer_size=len(self.buffer),
+            episodes=self.episodes,
+            **self.timing.as_dict(),
+        )
+        if self.checkpoints.due(self.env_steps):
+            self.save_checkpoint()
+        return outcome
 
     def _step(self, episode: EpisodeStats, before: Observation, action: np.ndarray, after: Observation) -> Outcome:
         """Reward and outcome of one action; stores the transition unless frames were missing."""
@@ -475,6 +497,17 @@ class TrainerNode(Node):
             f"{self.agent.total_it} updates, {self.episodes} episodes; sync {self.env.counters.as_dict()}"
         )
         self.monitor.close()
+
+
+def with_late_events(after: Observation, following: Observation) -> Observation:
+    """`after` with the events of its tick that came only with the next one."""
+    if not (following.late_collisions or following.late_lane_invasions):
+        return after
+    return replace(
+        after,
+        collisions=after.collisions + following.late_collisions,
+        lane_invasions=after.lane_invasions + following.late_lane_invasions,
+    )
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -150,9 +150,13 @@ PARAMS: tuple[Param, ...] = (
     Param("max_timeouts", 3, "consecutive frame timeouts that make a gap (no transition across it)", _at_least(1)),
     Param("odometry_wait_s", 0.1, "seconds an image waits for the odometry of its stamp", _non_negative),
     Param("fixed_delta_seconds", 0.05, "simulator tick; stamps further apart than 1.5 ticks are a drop", _below_one_s),
-    Param(
-        "reset_service", "/carla/{role_name}/reset", "episode reset service (td3_drive_msgs/srv/ResetEpisode); ''=none"
-    ),
+    Param("reset_service", "", "'' = reset through the bridge (set_transform, goal); or a ResetEpisode service name"),
+    Param("start_pose_spacing_m", 20.0, "bridge reset: start poses every this many m of the start-up route", _positive),
+    Param("reset_goal_ahead_m", 200.0, "bridge reset: the goal lies this far along the start-up route", _positive),
+    Param("reset_attempts", 5, "bridge reset: teleports tried (each to another pose) before stopping", _at_least(1)),
+    Param("reset_settle_ticks", 40, "bridge reset: brake ticks one teleport may take to settle", _at_least(1)),
+    Param("reset_tolerance_m", 1.0, "bridge reset: how close to its start pose the car must be", _positive),
+    Param("min_route_m", 20.0, "bridge reset: a new route shorter than this is refused", _positive),
     Param("reset_timeout_s", 10.0, "seconds to wait for the reset service's answer before asking again", _positive),
     Param(
         "episode_seed", -1, "-1 = same track every episode; >= 0: episode k gets seed episode_seed + k", _at_least(-1)

@@ -75,6 +75,16 @@ class SyncCounters:
     unmatched_odometry: int = 0
     clock_jumps_back: int = 0
     bad_images: int = 0
+    # the bridge's behaviour, as it was met (docs/trainer.md, "Resets and the bridge")
+    odometry_after_image: int = 0  # the image of a tick came before its odometry
+    late_events: int = 0  # collision / lane-invasion events that came with a later tick
+    double_ticks: int = 0  # two ticks after one command (the bridge's timeout tick, then ours)
+    teleports: int = 0  # the car jumped within an episode: no transition across it
+    resets: int = 0  # episodes started through set_transform + goal
+    reset_ticks: int = 0  # brake commands sent while a reset settles
+    reset_retries: int = 0  # teleports that did not settle in time, retried elsewhere
+    reset_failures: int = 0  # resets given up after every attempt
+    routes_ignored: int = 0  # routes that came during an episode (only a reset takes a route)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -152,6 +162,7 @@ class Tick:
     odometry_matched: bool  # False: no odometry with the image's stamp came in time, newest used
     speed: float | None  # speedometer value received since the previous tick, else None
     seq: int  # buffer sequence number when the tick was taken
+    odometry_after_image: bool = False  # the image was there before the odometry of its stamp
 
 
 @dataclass(frozen=True)
@@ -278,6 +289,7 @@ class TickBuffer:
         start = clock()
         deadline = start + timeout_s
         image_seen_at: float | None = None
+        waited_for_odometry = False
         with self._cond:
             while True:
                 if stop.is_set():
@@ -289,12 +301,13 @@ class TickBuffer:
                     matched = odometry is not None
                     if image_seen_at is None:
                         image_seen_at = now
+                        waited_for_odometry = odometry is None
                     if odometry is None and now - image_seen_at >= odometry_wait_s and self._odometry:
                         odometry = self._odometry[-1]
                     if odometry is not None:
                         speed = self._speed
                         fresh = speed.msg if speed is not None and speed.seq > speed_after_seq else None
-                        return Tick(image, odometry, matched, fresh, self._seq)
+                        return Tick(image, odometry, matched, fresh, self._seq, waited_for_odometry)
                 if now >= deadline:
                     return Timeout(self._reason(query, image, timeout_s))
                 wake = min(deadline, now + POLL_S)
