@@ -1,0 +1,124 @@
+"""Training against the bridge-like simulator exactly as CARLA users configure it (no reset
+service): the car is put back by the trainer itself, checked on the simulator's ground truth."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from td3_sim import ground_truth
+from td3_trainer.checkpointing import REPLAY_SUFFIX
+
+from .processes import node_process
+from .test_trainer_e2e import Observer, simulator, tail, trainer_args, wait_exit
+
+pytestmark = pytest.mark.ros
+
+BUDGET = 300
+STANDING_MPS = 0.1
+POSE_TOLERANCE_M = 1.0
+
+
+def _is_reset_brake(command: dict) -> bool:
+    return command["brake"] == 1.0 and command["throttle"] == 0.0 and command["steer"] == 0.0
+
+
+def _episodes(records: list[dict]) -> list[dict]:
+    """Per reset: where the car was last put, the routes and the first command of the episode after it
+    (a set_transform sent again before any episode action is the same reset)."""
+    episodes: list[dict] = []
+    for i, record in enumerate(records):
+        current = episodes[-1] if episodes else None
+        if record["kind"] == "set_transform":
+            if current is not None and current["start_index"] is None:
+                current.update(transform=record, index=i)  # the same reset, sent again
+            else:
+                episodes.append({"transform": record, "index": i, "start_index": None, "routes": []})
+        elif current is not None and record["kind"] == "route":
+            current["routes"].append(record)
+        elif current is not None and record["kind"] == "command" and current["start_index"] is None:
+            if not _is_reset_brake(record):
+                current["start_index"] = i
+    for k, episode in enumerate(episodes):
+        episode["end_index"] = episodes[k + 1]["index"] if k + 1 < len(episodes) else len(records)
+    return episodes
+
+
+def test_training_resets_through_the_bridge_interfaces(tmp_path: Path):
+    truth_log = tmp_path / "ground_truth.jsonl"
+    log = tmp_path / "trainer.log"
+    overrides = {
+        "total_steps": BUDGET,
+        "checkpoint_every": 0,
+        "max_episode_steps": 80,
+        "learning_starts": 1000,  # random actions only: many crashes and off-road ends
+        "save_replay_buffer": True,
+        "tensorboard": False,
+        "start_pose_spacing_m": 15.0,
+    }
+    assert "reset_service" not in overrides  # exactly as CARLA users are told: the default, no service
+    sim = {"ground_truth_log": str(truth_log)}
+    with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
+        code = wait_exit(proc, log)
+        time.sleep(0.5)
+        with obs.lock:
+            diagnostics = list(obs.diagnostics)
+    text = tail(log, 20000)
+    assert code == 0, text
+    assert "Traceback" not in text
+
+    records = ground_truth.read(truth_log)
+    ticks = {r["stamp_ns"]: r for r in records if r["kind"] == "tick"}
+    episodes = [e for e in _episodes(records) if e["start_index"] is not None]
+    assert len(episodes) >= 3, f"only {len(episodes)} episodes\n{text}"
+
+    ends = {"collision": 0, "off_road": 0}
+    for k, episode in enumerate(episodes):
+        start = records[episode["start_index"]]
+        state = ticks[start["answers_ns"]]  # the frame the episode's first action answers
+        target = episode["transform"]
+        assert math.dist((state["x"], state["y"]), (target["x"], target["y"])) <= POSE_TOLERANCE_M, (k, state)
+        assert state["on_road"] and abs(state["lateral"]) < 0.5, (k, state)
+        assert abs(state["speed"]) < STANDING_MPS, (k, state)
+        # A fresh route: computed after this teleport, published before the episode's first frame,
+        # starting where the car stands.
+        fresh = [r for r in episode["routes"] if r["frame"] <= state["frame"]]
+        assert fresh, f"episode {k}: no route after its teleport"
+        assert math.dist(fresh[-1]["first"], (state["x"], state["y"])) <= 3.0, (k, fresh[-1], state)
+        if k > 0:  # how the previous episode ended, from the ground truth of its last frames
+            before = [r for r in records[episodes[k - 1]["start_index"] : episode["index"]] if r["kind"] == "tick"]
+            ends["collision"] += any(r["collision"] for r in before)
+            ends["off_road"] += any(abs(r["lateral"]) > 3.0 for r in before)
+    assert ends["collision"] + ends["off_road"] >= 1, ends
+
+    # No transition crosses a reset: every stored action's command came, and its next frame was
+    # produced, inside one episode (after its start, before the next teleport).
+    replay = next((tmp_path / "models").rglob(f"*{REPLAY_SUFFIX}"))
+    state_dict = torch.load(replay, weights_only=True)
+    buffer = state_dict["state"]
+    actions = buffer["actions"].numpy()
+    assert len(actions) >= BUDGET - len(episodes) - 5
+    command_at = {}
+    for j, record in enumerate(records):
+        if record["kind"] == "command":
+            command_at[(round(record["steer"], 5), round(record["throttle"] - record["brake"], 5))] = j
+    for steer, accel in actions:
+        j = command_at.get((round(float(steer), 5), round(float(accel), 5)))
+        assert j is not None, (steer, accel)
+        episode = next(e for e in episodes if e["index"] < j < e["end_index"])
+        assert episode["start_index"] <= j, "a stored action from a reset's brake ticks"
+        produced = next(i for i in range(j, len(records)) if records[i]["kind"] == "tick")
+        assert produced < episode["end_index"], "a transition across a reset"
+
+    # The counters of the bridge's behaviour are on /diagnostics.
+    trainer_status = [s for array in diagnostics for s in array.status if s.name == "td3_trainer: training loop"]
+    assert trainer_status
+    values = {kv.key: kv.value for kv in trainer_status[-1].values}
+    for key in ("late_events", "odometry_after_image", "double_ticks", "teleports", "resets", "reset_retries"):
+        assert key in values, key
+    assert int(values["resets"]) >= len(episodes) - 1
+    assert int(values["late_events"]) >= 1  # collisions and lane invasions came a tick late
