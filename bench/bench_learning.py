@@ -120,6 +120,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 = torch's default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--resets",
+        choices=("bridge", "service"),
+        default="bridge",
+        help="bridge: the trainer's resets through the bridge, open 1 m routes (default); service: the reset "
+        "service's respawn and closed lap route (the behaviour before)",
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="NAME=VALUE", help="more trainer parameters, e.g. action.max_steer=0.5"
     )
     args = parser.parse_args()
@@ -138,7 +145,7 @@ def main() -> None:
         | overrides
     )
     sim = SimConfig(image_width=args.camera[0], image_height=args.camera[1], seed=0)
-    env = DrivingEnv(sim, params)
+    env = DrivingEnv(sim, params, bridge=args.resets == "bridge")
     arch: Architecture = params.architecture
     agent = TD3Agent(arch, TD3Config.from_dict(params.td3), device="cpu")
     buffer = FrameReplayBuffer(
@@ -168,6 +175,7 @@ def main() -> None:
             "max_episode_steps": args.max_episode_steps,
             "camera": list(args.camera),
             "seed": args.seed,
+            "resets": args.resets,
             "overrides": overrides,
         },
         "training": training,

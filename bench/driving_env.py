@@ -4,6 +4,14 @@ Everything between the simulator and the learner is the trainer's own code: the 
 messages (td3_sim.messages), the ObservationBuilder that turns them into network inputs, the
 reward, the episode rules and the action mapping. Only DDS is left out, so that a learning
 benchmark measures learning, not the transport (bench_end_to_end measures that).
+
+Resets follow the bridge (the default, `bridge=True`): like the trainer without a reset service,
+a training episode starts at a seeded start pose of the route seen at start-up (teleport, zero
+velocity, one brake tick) with an OPEN route of ~1 m points to a goal `reset_goal_ahead_m`
+ahead, as the waypoint-publisher part computes it. An evaluation episode (seed >= 0) starts at
+the spawn point of that seed with an open route to the map's goal (nearly a lap). Events count
+for their own tick, as the trainer attributes late ones. `bridge=False`: the reset service's
+behaviour (respawn, the closed lap route).
 """
 
 from __future__ import annotations
@@ -17,13 +25,16 @@ from std_msgs.msg import Header
 from td3_core.actions import action_to_command
 from td3_core.observation import ObservationBuilder
 from td3_core.route import RouteProjection, wrap_angle
-from td3_sim.messages import image_msg, odometry_msg, route_msg, stamp_of
+from td3_sim.messages import image_msg, odometry_msg, path_msg, route_msg, stamp_of
+from td3_sim.waypoints import WaypointPlanner, open_route
 from td3_sim.world import SimConfig, SimWorld
+from td3_trainer.bridge_reset import StartPoses
 from td3_trainer.episode import Outcome, classify_step
 from td3_trainer.params import TrainerParams
 from td3_trainer.reward import RewardFunction, StepState
 
 ROLE = "ego_vehicle"
+GOAL_BEHIND_SPAWN_M = 5.0  # the simulator node's default goal (its spawn_points[0])
 
 
 @dataclass(frozen=True)
@@ -36,12 +47,28 @@ class Step:
 
 
 class DrivingEnv:
-    def __init__(self, sim: SimConfig, params: TrainerParams) -> None:
+    def __init__(self, sim: SimConfig, params: TrainerParams, bridge: bool = True) -> None:
         self.world = SimWorld(sim)
         self.params = params
+        self.bridge = bridge
         self.builder = ObservationBuilder(params.preprocess, params.observation)
         self.reward_fn = RewardFunction(params.reward, self.world.dt)
         self.steps = 0
+        self.goal_xy = self._goal_behind_spawn()
+        x, y, _ = self.world.pose
+        startup = WaypointPlanner(self.world.track, self.goal_xy).on_tick((x, y))[0]
+        self.start_poses = StartPoses(
+            startup.points, float(params.start_pose_spacing_m), float(params.reset_goal_ahead_m), int(params.seed)
+        )
+
+    def _goal_behind_spawn(self) -> tuple[float, float]:
+        x, y, _ = self.world.track.spawn_pose(self.world._spawn_s - GOAL_BEHIND_SPAWN_M)
+        return x, y
+
+    def _open_route(self, goal_xy: tuple[float, float]) -> None:
+        track, (x, y, _) = self.world.track, self.world.pose
+        points, yaws = open_route(track, track.project(x, y).s, track.project(*goal_xy).s)
+        self.builder.set_route_from_path(path_msg(points, yaws, stamp_of(self.world.stamp_ns)))
 
     def _observe(self) -> tuple[np.ndarray, np.ndarray, RouteProjection]:
         world = self.world
@@ -51,9 +78,20 @@ class DrivingEnv:
         return frames, vector, projection
 
     def reset(self, seed: int = -1) -> Step:
-        self.world.reset(seed)
+        """seed < 0: a training episode; >= 0: the evaluation episode of that seed."""
+        if not self.bridge:
+            self.world.reset(seed)
+            self.builder.set_route_from_path(route_msg(self.world))
+        elif seed >= 0:
+            self.world.reset(seed)
+            self._open_route(self._goal_behind_spawn())
+        else:
+            start = self.start_poses.draw()
+            self.world.request_transform(start.x, start.y, start.yaw)
+            self.world.request_speed(0.0)
+            self.world.step(0.0, 0.0, 1.0)  # the brake tick that shows the car standing there
+            self._open_route((start.goal_x, start.goal_y))
         self.builder.reset()
-        self.builder.set_route_from_path(route_msg(self.world))
         frames, vector, projection = self._observe()
         self.reward_fn.reset(projection.distance_along, self.world.speed)
         self.steps = 0

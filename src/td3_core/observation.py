@@ -12,8 +12,12 @@ import math
 import numpy as np
 
 from td3_core.preprocessing import FrameStacker, PreprocessConfig, frame_from_image_msg
-from td3_core.route import Route, RouteProjection
+from td3_core.route import Route, RouteProjection, resample
 from td3_core.vector_state import ObservationConfig, build_vector_state
+
+# The route is resampled to this spacing, so that num_waypoints always look as far ahead (the
+# embedded simulator used to publish ~2 m, carla_waypoint_publisher publishes ~1 m).
+WAYPOINT_SPACING_M = 2.0
 
 
 def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
@@ -52,7 +56,7 @@ class ObservationBuilder:
 
     def set_route_from_path(self, path) -> None:
         """Raises ValueError on a path with fewer than 2 or non-finite points."""
-        self.route = Route(route_points_from_path(path))
+        self.route = Route(resample(route_points_from_path(path), WAYPOINT_SPACING_M))
 
     def push_image(self, image_msg) -> np.ndarray:
         """Decode, preprocess and stack one camera frame; raises ImageError on a bad message."""

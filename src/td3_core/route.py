@@ -14,6 +14,21 @@ import numpy as np
 START_TOLERANCE_M = 1.0  # a closed route's end is this close to its start; a car this close to it is at the start
 
 
+def resample(points: np.ndarray, spacing: float) -> np.ndarray:
+    """The polyline with a point every `spacing` m along it (first and last point kept).
+
+    Publishers space their waypoints differently (carla_waypoint_publisher ~1 m); resampled, the
+    waypoints of the vector state always cover the same distance ahead."""
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 2 or not np.isfinite(points).all():
+        return points  # Route() says what is wrong with it
+    steps = np.hypot(*np.diff(points, axis=0).T)
+    along = np.concatenate([[0.0], np.cumsum(steps)])
+    count = max(round(along[-1] / spacing), 1) + 1
+    targets = np.linspace(0.0, along[-1], count)
+    return np.stack([np.interp(targets, along, points[:, 0]), np.interp(targets, along, points[:, 1])], axis=1)
+
+
 def wrap_angle(angle: float) -> float:
     return float((angle + np.pi) % (2.0 * np.pi) - np.pi)
 
