@@ -3,6 +3,7 @@ service): the car is put back by the trainer itself, checked on the simulator's 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from td3_sim import ground_truth
 from td3_trainer.checkpointing import REPLAY_SUFFIX
+from td3_trainer.monitor import REASONS
 
 from .processes import node_process
 from .test_trainer_e2e import Observer, simulator, tail, trainer_args, wait_exit
@@ -41,8 +43,7 @@ def _episodes(records: list[dict]) -> list[dict]:
         elif current is not None and record["kind"] == "route":
             current["routes"].append(record)
         elif current is not None and record["kind"] == "command" and current["start_index"] is None:
-            if not _is_reset_brake(record):
-                current["start_index"] = i
+            current["start_index"] = None if _is_reset_brake(record) else i
     for k, episode in enumerate(episodes):
         episode["end_index"] = episodes[k + 1]["index"] if k + 1 < len(episodes) else len(records)
     return episodes
@@ -122,3 +123,56 @@ def test_training_resets_through_the_bridge_interfaces(tmp_path: Path):
         assert key in values, key
     assert int(values["resets"]) >= len(episodes) - 1
     assert int(values["late_events"]) >= 1  # collisions and lane invasions came a tick late
+
+
+@pytest.mark.parametrize(
+    ("sim_override", "missing"),
+    [
+        ({"ignore_set_transform": True}, "the car at its start pose"),  # a teleport that never takes effect
+        ({"max_routes": 1}, "a new route from the start pose to the goal"),  # no route after the start-up one
+    ],
+)
+def test_a_reset_that_never_settles_is_retried_then_stops_with_a_reason(
+    tmp_path: Path, sim_override: dict, missing: str
+):
+    log = tmp_path / "trainer.log"
+    overrides = {"total_steps": BUDGET, "reset_attempts": 2, "reset_settle_ticks": 15, "tensorboard": False}
+    with simulator(tmp_path, sim_override), node_process(trainer_args(tmp_path, overrides), log) as proc:
+        code = wait_exit(proc, log)
+    text = tail(log, 20000)
+    assert code == 3, text  # EXIT_NO_EPISODE: stopped with an error, not a crash, not a hang
+    assert "Traceback" not in text
+    assert f"reset attempt 1/2: after 15 brake ticks still waiting for {missing}" in text, text
+    assert "could not start an episode after 2 teleports" in text, text
+
+
+def test_a_goal_reached_ends_the_episode_and_the_next_starts_elsewhere(tmp_path: Path):
+    truth_log = tmp_path / "ground_truth.jsonl"
+    log = tmp_path / "trainer.log"
+    overrides = {
+        "total_steps": 400,
+        "max_episode_steps": 60,
+        "learning_starts": 1000,
+        "tensorboard": False,
+        "reset_goal_ahead_m": 4.0,  # goals close ahead, so that random driving reaches some
+        "min_route_m": 3.0,
+        "episode.goal_distance_m": 2.0,
+    }
+    sim = {"ground_truth_log": str(truth_log)}
+    with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
+        code = wait_exit(proc, log)
+        time.sleep(0.5)
+        with obs.lock:
+            episodes = list(obs.episodes)
+    text = tail(log, 20000)
+    assert code == 0, text
+    goal = REASONS.index("goal")
+    reached = [e for e in episodes if int(e["end_reason"]) == goal]
+    assert reached, f"no episode reached its goal: {[e['end_reason'] for e in episodes]}\n{text}"
+    # A goal is paid once per episode that drove there: never a 1-step episode at the goal.
+    assert all(e["length"] > 1 and e["progress_m"] > 1.0 for e in reached), reached
+    assert all(e["return"] < 150.0 for e in episodes), [e["return"] for e in episodes]
+    # Every reset puts the car somewhere else than the previous one.
+    resets = [e for e in _episodes(ground_truth.read(truth_log)) if e["start_index"] is not None]
+    poses = [(e["transform"]["x"], e["transform"]["y"]) for e in resets]
+    assert all(math.dist(a, b) > 5.0 for a, b in itertools.pairwise(poses)), poses

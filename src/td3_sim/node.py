@@ -120,6 +120,7 @@ PARAMS = (
     Param("late_events", True, "collision / lane-invasion events published with the NEXT tick, own stamp (bridge)"),
     Param("route_delay_ticks", 3, "ticks between a route's trigger (goal, teleport) and its publication"),
     Param("publish_routes", True, "run the waypoint-publisher part (false: no route ever comes)"),
+    Param("max_routes", 0, "tests: publish only the first max_routes routes (0 = all)"),
     Param("ignore_set_transform", False, "tests: control/set_transform and /initialpose never take effect"),
     Param("reset_service", False, "offer /carla/<role>/reset (not in the bridge; procedural tracks per episode)"),
     Param("goal_behind_spawn_m", 5.0, "default goal (the map's spawn_points[0]): this far behind the spawn"),
@@ -142,6 +143,7 @@ class NodeParams:
     late_events: bool
     route_delay_ticks: int
     publish_routes: bool
+    max_routes: int
     ignore_set_transform: bool
     reset_service: bool
     goal_behind_spawn_m: float
@@ -170,7 +172,7 @@ def validate(values: dict[str, Any]) -> NodeParams:
     role = checked["role_name"]
     if not role or not all(ch.isalnum() or ch == "_" for ch in role) or role[0].isdigit():
         raise ParamError(f"parameter 'role_name' must be a ROS name token (letters, digits, _), got {role!r}")
-    for name in ("command_wait_timeout_s", "publish_rate_hz", "route_delay_ticks", "goal_behind_spawn_m"):
+    for name in ("command_wait_timeout_s", "publish_rate_hz", "route_delay_ticks", "goal_behind_spawn_m", "max_routes"):
         if checked[name] < 0:
             raise ParamError(f"parameter '{name}' must be >= 0, got {checked[name]}")
     if checked["twist_max_steering_angle"] <= 0:
@@ -204,6 +206,7 @@ def validate(values: dict[str, Any]) -> NodeParams:
         late_events=checked["late_events"],
         route_delay_ticks=checked["route_delay_ticks"],
         publish_routes=checked["publish_routes"],
+        max_routes=checked["max_routes"],
         ignore_set_transform=checked["ignore_set_transform"],
         reset_service=checked["reset_service"],
         goal_behind_spawn_m=checked["goal_behind_spawn_m"],
@@ -517,6 +520,9 @@ class SimulatorNode(Node):
         if not self.params.publish_routes:
             return
         for route in routes:
+            if 0 < self.params.max_routes < route.version:
+                self.get_logger().info(f"route {route.version} not published (max_routes {self.params.max_routes})")
+                continue
             self.pub_route.publish(path_msg(route.points, route.yaws, stamp_of(self.world.stamp_ns)))
             self.truth.write(
                 "route",

@@ -145,6 +145,7 @@ class RosEnv:
         self._velocity_pub = node.create_publisher(Twist, self.velocity_topic, SENSOR_QOS)
         self._goal_pub = node.create_publisher(PoseStamped, self.goal_topic, SENSOR_QOS)
         self.start_poses: StartPoses | None = None
+        self.gave_up = False  # no episode could be started: training stopped with an error
         self._last_xy: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ actions
@@ -410,6 +411,7 @@ class RosEnv:
             f"{self.goal_topic}; stopping training"
         )
         self.brake()
+        self.gave_up = True
         self.stop.set()
         return None
 
@@ -428,6 +430,7 @@ class RosEnv:
             )
         except ValueError as error:
             self.log.error(f"no start poses from {self.route_topic}: {error}; stopping training")
+            self.gave_up = True
             self.stop.set()
             return False
         self.log.info(

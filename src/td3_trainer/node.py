@@ -46,6 +46,7 @@ from td3_trainer.tick_sync import GapKind
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
+EXIT_NO_EPISODE = 3  # no episode could be started (a reset that never settled, no start poses)
 SLOW_UPDATES_S = 0.8  # per step; a bridge waits 1 s for the next command, then ticks on its own
 
 
@@ -542,6 +543,8 @@ def main(args: list[str] | None = None) -> int:
             node.run()
         finally:
             node.shutdown()
+        if node.env.gave_up:
+            code = EXIT_NO_EPISODE
     except KeyboardInterrupt:
         code = 130
     finally:
