@@ -236,3 +236,103 @@ def test_invalid_parameter_stops_the_node_naming_it(tmp_path: FsPath, param: str
             pytest.fail(f"the node did not exit on {param}={value}:\n{_log(log)}")
     assert code == 2, _log(log)
     assert param in _log(log) and "Traceback" not in _log(log)
+
+
+def test_bridge_behaviour_ticks_teleports_routes_and_late_events(tmp_path: FsPath, client: Client):
+    """The bridge's default behaviour, each point checked against the simulator's ground truth."""
+    from carla_msgs.msg import CarlaCollisionEvent
+    from geometry_msgs.msg import Pose, PoseStamped, PoseWithCovarianceStamped
+
+    from td3_sim import ground_truth, track
+
+    log = tmp_path / "simulator.log"
+    truth = tmp_path / "truth.jsonl"
+    prefix = f"/carla/{ROLE}"
+    collisions: list[CarlaCollisionEvent] = []
+    client.node.create_subscription(CarlaCollisionEvent, f"{prefix}/collision", collisions.append, SENSOR)
+    transform_pub = client.node.create_publisher(Pose, f"{prefix}/control/set_transform", SENSOR)
+    goal_pub = client.node.create_publisher(PoseStamped, f"{prefix}/goal", SENSOR)
+    initial_pub = client.node.create_publisher(PoseWithCovarianceStamped, "/initialpose", SENSOR)
+    params = {"command_wait_timeout_s": 0.3, "route_delay_ticks": 3, "ground_truth_log": str(truth)}
+    with node_process(_sim_args(**params), log) as proc:
+        # It ticks from launch on, without any command (every command_wait_timeout_s).
+        assert client.spin_until(lambda: len(client.images) >= 3, STARTUP_S), f"exit {proc.poll()}:\n{_log(log)}"
+        assert client.routes and client.control_pub.get_subscription_count() > 0
+        # The route: open, from the car to the map's goal, ~1 m apart; poses without own headers.
+        first = client.routes[-1]
+        points = [(p.pose.position.x, p.pose.position.y) for p in first.poses]
+        gaps = [math.dist(a, b) for a, b in itertools.pairwise(points)]
+        assert min(gaps) >= 0.9 and max(gaps) <= 1.1, (min(gaps), max(gaps))
+        assert math.dist(points[0], points[-1]) > 2.0  # open, not a lap
+        assert first.header.frame_id == "map" and first.poses[0].header.frame_id == ""
+        # /carla/status is volatile, like the bridge's.
+        infos = client.node.get_publishers_info_by_topic("/carla/status")
+        assert infos and all(i.qos_profile.durability == DurabilityPolicy.VOLATILE for i in infos)
+
+        # set_transform: takes effect with the next tick, the car keeps its speed.
+        for _ in range(20):
+            client.command(throttle=1.0)
+        speed = client.odometry[max(client.odometry)].twist.twist.linear.x
+        target = track.make_track("loop").spawn_pose(100.0)
+        pose = Pose()
+        pose.position.x, pose.position.y = target[0], target[1]
+        pose.orientation.z, pose.orientation.w = math.sin(target[2] / 2), math.cos(target[2] / 2)
+        routes_before = len(client.routes)
+        transform_pub.publish(pose)
+        client.spin_for(0.1)
+        moved = client.command(throttle=0.0)
+        odometry = client.odometry[_ns(moved.header.stamp)]
+        position = (odometry.pose.pose.position.x, odometry.pose.pose.position.y)
+        assert math.dist(position, target[:2]) < 1.0, position
+        assert odometry.twist.twist.linear.x > 0.5 * speed  # still rolling: set_transform keeps the velocity
+        # The repositioned car gets a new route some ticks later, starting where it is.
+        assert len(client.routes) == routes_before
+        for _ in range(4):
+            client.command(brake=1.0)
+        assert client.spin_until(lambda: len(client.routes) > routes_before, WAIT_S), "no route after the jump"
+        start = client.routes[-1].poses[0].pose.position
+        assert math.dist((start.x, start.y), target[:2]) < 3.0
+
+        # A goal: a route from the car to it.
+        goal_xy = track.make_track("loop").spawn_pose(160.0)[:2]
+        goal = PoseStamped()
+        goal.pose.position.x, goal.pose.position.y = goal_xy
+        routes_before = len(client.routes)
+        goal_pub.publish(goal)
+        client.spin_for(0.1)
+        for _ in range(4):
+            client.command(brake=1.0)
+        assert client.spin_until(lambda: len(client.routes) > routes_before, WAIT_S), "no route after a goal"
+        end = client.routes[-1].poses[-1].pose.position
+        assert math.dist((end.x, end.y), goal_xy) < 1.0
+        assert 50.0 < len(client.routes[-1].poses) < 70.0  # ~60 m at ~1 m
+
+        # /initialpose goes to set_transform; then full throttle into the barrier: a collision whose
+        # event comes with the NEXT tick, carrying the stamp of the tick it happened in.
+        wall = track.make_track("loop").spawn_pose(200.0)
+        initial = PoseWithCovarianceStamped()
+        initial.pose.pose.position.x, initial.pose.pose.position.y = wall[0], wall[1]
+        outwards = wall[2] - math.pi / 2  # facing the right-hand curb
+        initial.pose.pose.orientation.z, initial.pose.pose.orientation.w = (
+            math.sin(outwards / 2),
+            math.cos(outwards / 2),
+        )
+        initial_pub.publish(initial)
+        client.spin_for(0.1)
+        for _ in range(60):
+            client.command(throttle=1.0)
+            if collisions:
+                break
+        assert collisions, "no collision driving into the curb"
+        event = collisions[0]
+        assert event.header.frame_id == f"{ROLE}/collision"
+        assert stop_process(proc) == 0, _log(log)
+
+    records = ground_truth.read(truth)
+    ticks = [r for r in records if r["kind"] == "tick"]
+    hit = next(r for r in ticks if r["collision"])
+    assert _ns(event.header.stamp) == hit["stamp_ns"]  # its own tick's stamp, not the later one's
+    sent = next(r for r in records if r["kind"] == "event" and r["event"] == "collision")
+    assert sent["stamp_ns"] == hit["stamp_ns"] and sent["published_with_frame"] == hit["frame"] + 1
+    assert any(r["kind"] == "set_transform" for r in records)
+    assert [r["trigger"] for r in records if r["kind"] == "route"][:3] == ["start", "repositioned", "goal"]

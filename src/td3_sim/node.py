@@ -506,6 +506,8 @@ class SimulatorNode(Node):
 
     def _publish_event(self, stamp_ns: int, event: Event) -> None:
         stamp = stamp_of(stamp_ns)
+        kind = "collision" if isinstance(event, CollisionEvent) else "lane_invasion"
+        self.truth.write("event", event=kind, stamp_ns=stamp_ns, published_with_frame=self.world.frame)
         if isinstance(event, CollisionEvent):
             msg = CarlaCollisionEvent(header=Header(stamp=stamp, frame_id=f"{self.role}/collision"))
             msg.other_actor_id = event.other_actor_id
