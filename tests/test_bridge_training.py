@@ -107,13 +107,19 @@ def test_training_resets_through_the_bridge_interfaces(tmp_path: Path):
     for j, record in enumerate(records):
         if record["kind"] == "command":
             command_at[(round(record["steer"], 5), round(record["throttle"] - record["brake"], 5))] = j
-    for steer, accel in actions:
+    terminated = buffer["terminated"].numpy()[:, 0]
+    for (steer, accel), done in zip(actions, terminated, strict=True):
         j = command_at.get((round(float(steer), 5), round(float(accel), 5)))
         assert j is not None, (steer, accel)
         episode = next(e for e in episodes if e["index"] < j < e["end_index"])
         assert episode["start_index"] <= j, "a stored action from a reset's brake ticks"
         produced = next(i for i in range(j, len(records)) if records[i]["kind"] == "tick")
         assert produced < episode["end_index"], "a transition across a reset"
+        # The terminal flag belongs to the tick the action produced, although the simulator sent
+        # that tick's collision event only with the next one.
+        tick = records[produced]
+        crashed = tick["collision"] or abs(tick["lateral"]) > 3.0
+        assert bool(done) == crashed, (tick, bool(done))
 
     # The counters of the bridge's behaviour are on /diagnostics.
     trainer_status = [s for array in diagnostics for s in array.status if s.name == "td3_trainer: training loop"]
