@@ -13,6 +13,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
+from td3_bringup.carla import TRAINER_FOR_CARLA
 from td3_bringup.graph import training_graph
 from td3_bringup.launch_support import (
     carla_bridge_actions,
@@ -42,6 +43,7 @@ def _launch_setup(context, *args, **kwargs):
     simulator = value("simulator")
     if simulator == "carla":
         trainer["fixed_delta_seconds"] = float(value("fixed_delta_seconds"))
+        trainer.update(TRAINER_FOR_CARLA)  # resets through set_transform + goal: the bridge has no reset service
     extra = (Path(value("config_file")),) if value("config_file") else ()
     specs = training_graph(share / "config", simulator, trainer, {"role_name": value("role_name")}, extra)
     actions = node_actions(specs, Node)

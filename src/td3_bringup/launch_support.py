@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from td3_bringup.graph import NodeSpec, format_param
+from td3_bringup.graph import NodeSpec
 
 COMMON_ARGUMENTS = {
     "simulator": ("embedded", "embedded (td3_sim) or carla (carla-ros-bridge)"),
@@ -59,34 +59,11 @@ def launch_value(context, name: str) -> str:
     return LaunchConfiguration(name).perform(context)
 
 
-def bridge_arguments(context, synchronous: bool = True) -> dict[str, str]:
-    """carla_ros_bridge_with_example_ego_vehicle.launch.py arguments for training or driving."""
-
-    def value(name: str) -> str:
-        return launch_value(context, name)
-
-    return {
-        "host": value("host"),
-        "port": value("port"),
-        "town": value("town"),
-        "role_name": value("role_name"),
-        "fixed_delta_seconds": value("fixed_delta_seconds"),
-        "passive": "False",
-        # One control command, one tick: what the trainer's synchronous loop expects.
-        "synchronous_mode_wait_for_vehicle_control_command": format_param(synchronous).capitalize(),
-    }
-
-
 def carla_bridge_actions(context, synchronous: bool) -> list:
-    """Include carla-ros-bridge with the example ego vehicle, or say how to start it."""
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    from launch.actions import IncludeLaunchDescription, LogInfo
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    """The bridge, the example ego vehicle and carla_waypoint_publisher where installed
+    (td3_bringup.carla), each missing one named in the log."""
+    from td3_bringup.carla import carla_actions, installed_share
 
-    try:
-        bridge_share = Path(get_package_share_directory("carla_ros_bridge"))
-    except PackageNotFoundError:
-        mode = "synchronous_mode_wait_for_vehicle_control_command:=True" if synchronous else "passive:=False"
-        return [LogInfo(msg=f"carla_ros_bridge is not installed here: start it yourself ({mode}), see README")]
-    source = PythonLaunchDescriptionSource(str(bridge_share / "carla_ros_bridge_with_example_ego_vehicle.launch.py"))
-    return [IncludeLaunchDescription(source, launch_arguments=bridge_arguments(context, synchronous).items())]
+    names = ("host", "port", "town", "role_name", "fixed_delta_seconds")
+    values = {name: launch_value(context, name) for name in names}
+    return carla_actions(values, training=synchronous, share_of=installed_share)
