@@ -37,8 +37,9 @@ def test_start_poses_are_seeded_spread_and_never_the_same_twice():
 def test_a_short_route_still_gives_start_poses_and_an_empty_one_is_refused():
     short = StartPoses(_line(40.0), spacing_m=20.0, goal_ahead_m=200.0, seed=0)
     assert short.goal_ahead_m == 20.0 and len(short.poses) == 2
-    with pytest.raises(ValueError):
-        StartPoses(np.zeros((1, 2)), 20.0, 100.0, 0)
+    for bad in (np.zeros((1, 2)), np.array([[0.0, 0.0], [np.inf, 0.0]]), np.array([[0.0, 0.0], [1e300, 0.0]])):
+        with pytest.raises(ValueError):
+            StartPoses(bad, 20.0, 100.0, 0)
 
 
 def test_route_fits_only_a_route_from_the_pose_to_its_goal():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_RESAMPLED_POINTS = 100_000  # 200 km at 2 m: longer "routes" are bad input, not resampled
 START_TOLERANCE_M = 1.0  # a closed route's end is this close to its start; a car this close to it is at the start
 
 
@@ -20,10 +21,13 @@ def resample(points: np.ndarray, spacing: float) -> np.ndarray:
     Publishers space their waypoints differently (carla_waypoint_publisher ~1 m); resampled, the
     waypoints of the vector state always cover the same distance ahead."""
     points = np.asarray(points, dtype=np.float64)
-    if len(points) < 2 or not np.isfinite(points).all():
+    if points.ndim != 2 or points.shape[-1] != 2 or len(points) < 2 or not np.isfinite(points).all():
         return points  # Route() says what is wrong with it
-    steps = np.hypot(*np.diff(points, axis=0).T)
-    along = np.concatenate([[0.0], np.cumsum(steps)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        steps = np.hypot(*np.diff(points, axis=0).T)
+        along = np.concatenate([[0.0], np.cumsum(steps)])
+    if not np.isfinite(along[-1]) or along[-1] / spacing > MAX_RESAMPLED_POINTS:
+        return points  # no road is that long: left as it came, Route() measures or refuses it
     count = max(round(along[-1] / spacing), 1) + 1
     targets = np.linspace(0.0, along[-1], count)
     return np.stack([np.interp(targets, along, points[:, 0]), np.interp(targets, along, points[:, 1])], axis=1)

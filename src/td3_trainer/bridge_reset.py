@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 STANDING_MPS = 0.1  # a car slower than this stands
+MAX_START_POSES = 10_000
 SPAWN_LIFT_M = 0.3  # above the route's height, so that the car is not put into the road surface
 
 
@@ -39,10 +40,13 @@ class StartPoses:
     ) -> None:
         points = np.asarray(route_points, dtype=np.float64)
         heights = np.zeros(len(points)) if z is None else np.asarray(z, dtype=np.float64)
-        if len(points) < 2:
-            raise ValueError(f"the start-up route has {len(points)} point(s): no start poses")
-        steps = np.hypot(*np.diff(points, axis=0).T)
-        along = np.concatenate([[0.0], np.cumsum(steps)])
+        if len(points) < 2 or not np.isfinite(points).all():
+            raise ValueError(f"the start-up route has {len(points)} point(s) or non-finite ones: no start poses")
+        with np.errstate(over="ignore"):
+            steps = np.hypot(*np.diff(points, axis=0).T)
+            along = np.concatenate([[0.0], np.cumsum(steps)])
+        if not np.isfinite(along[-1]) or along[-1] / spacing_m > MAX_START_POSES:
+            raise ValueError(f"the start-up route is {along[-1]:.3g} m long: not a road")
         ahead = min(goal_ahead_m, 0.5 * along[-1])  # a short route still gives some poses
         candidates = np.arange(0.0, along[-1] - ahead + 1e-9, spacing_m)
         if len(candidates) == 0:
