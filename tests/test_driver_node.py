@@ -1,6 +1,6 @@
 """The driver node as users run it: separate processes, real DDS, a test node as the other side.
 
-1. With the embedded simulator (free-running, small images): commands at about rate_hz, all in
+1. With the embedded simulator (free-running and synchronous, small images): commands at about rate_hz, all in
    range, the car moves, and Ctrl-C ends the driver cleanly with a final full brake.
 2. Without a simulator, the test publishes the inputs itself: full brake with the reason while
    nothing (valid) arrives, bad images/odometry are dropped without stopping the node, the car
@@ -210,7 +210,8 @@ def _simulator_available() -> str | None:
     return None
 
 
-def test_drives_the_embedded_simulator(tmp_path: FsPath, probe: Probe):
+@pytest.mark.parametrize("sync", [False, True], ids=["free-running", "synchronous"])  # the bridge-like default
+def test_drives_the_embedded_simulator(tmp_path: FsPath, probe: Probe, sync: bool):
     reason = _simulator_available()
     if reason:
         pytest.skip(reason)
@@ -218,7 +219,7 @@ def test_drives_the_embedded_simulator(tmp_path: FsPath, probe: Probe):
     checkpoint = write_checkpoint(
         tmp_path / "run" / "td3_s_step_1.pth", VECTOR, small_architecture(VECTOR), constant_action=(0.0, 0.8)
     )
-    sim = node_command(simulator_node(CONFIG, sync=False, overrides={"image_width": 84, "image_height": 84}))[1:]
+    sim = node_command(simulator_node(CONFIG, sync=sync, overrides={"image_width": 84, "image_height": 84}))[1:]
     driver_log = tmp_path / "driver.log"
     with (
         node_process(sim, tmp_path / "simulator.log") as sim_proc,

@@ -128,6 +128,19 @@ PARAMS = (
 )
 
 
+# Taken as they are into NodeParams (the bridge's behaviour and the test switches).
+BEHAVIOUR_PARAMS = (
+    "late_events",
+    "route_delay_ticks",
+    "publish_routes",
+    "max_routes",
+    "ignore_set_transform",
+    "reset_service",
+    "goal_behind_spawn_m",
+    "ground_truth_log",
+)
+
+
 class ParamError(ValueError):
     pass
 
@@ -203,14 +216,7 @@ def validate(values: dict[str, Any]) -> NodeParams:
         command_wait_timeout_s=checked["command_wait_timeout_s"],
         publish_rate_hz=rate,
         twist_max_steering_angle=checked["twist_max_steering_angle"],
-        late_events=checked["late_events"],
-        route_delay_ticks=checked["route_delay_ticks"],
-        publish_routes=checked["publish_routes"],
-        max_routes=checked["max_routes"],
-        ignore_set_transform=checked["ignore_set_transform"],
-        reset_service=checked["reset_service"],
-        goal_behind_spawn_m=checked["goal_behind_spawn_m"],
-        ground_truth_log=checked["ground_truth_log"],
+        **{name: checked[name] for name in BEHAVIOUR_PARAMS},
         sim=sim,
     )
 
