@@ -5,41 +5,33 @@
 Conventions (as CARLA through the bridge): map frame x forward / y left / z up (REP-103), yaw
 counter-clockwise positive; steer +1 turns RIGHT (yaw decreases), throttle/brake in [0, 1].
 
-Publishes (<role> = role_name), every message of one tick with header.stamp = sim time of the
-frame (frame * fixed_delta_seconds), frame_id `map` (odometry, path) or `<role>/rgb_front`
-(camera), reliable depth 10 unless noted:
-    /clock                                 rosgraph_msgs/Clock
-    /carla/<role>/odometry                 nav_msgs/Odometry, child frame <role>, twist in <role>
-    /carla/<role>/speedometer              std_msgs/Float32, m/s, negative when reversing
-    /carla/<role>/vehicle_status           carla_msgs/CarlaEgoVehicleStatus (the control applied)
-    /carla/<role>/collision                carla_msgs/CarlaCollisionEvent, only when one happens
-    /carla/<role>/lane_invasion            carla_msgs/CarlaLaneInvasionEvent, only when one happens
-    /carla/status                          carla_msgs/CarlaStatus (transient local)
-    /diagnostics                           diagnostic_msgs/DiagnosticArray, every second (wall clock):
-                                           ticks and the time spent computing and publishing them
-    /carla/<role>/rgb_front/camera_info    sensor_msgs/CameraInfo
-    /carla/<role>/rgb_front/image          sensor_msgs/Image bgra8, step = width * 4
-    /carla/<role>/waypoints                nav_msgs/Path, the route (one lap from the spawn point),
-                                           reliable + transient local depth 1, at start and every reset
-in that order: the image comes LAST, so a subscriber that has the image of a tick has already
-been sent everything else of that tick (odometry, events) with the same stamp.
+By default it behaves as the bridge does (docs/simulator.md, "Against the real bridge"). Per
+tick, with header.stamp = frame * fixed_delta_seconds, reliable volatile depth 10, in the
+bridge's order: /carla/status, /clock, /carla/<role>/vehicle_status, rgb_front/camera_info and
+rgb_front/image (frame `<role>/rgb_front`), collision and lane_invasion events (frames
+`<role>/collision`, `<role>/lane_invasion`; with `late_events` those of a tick go out with the
+NEXT tick, keeping their own stamp), odometry (frame `map`, child `<role>`), speedometer. The
+route (/carla/<role>/waypoints, transient local depth 1) comes from a waypoint-publisher part
+(td3_sim.waypoints): open, ~1 m points from the car to the goal, recomputed after a goal on
+/carla/<role>/goal or a > 2 m jump, published route_delay_ticks later. Also /diagnostics every
+second of wall time.
 
 Consumes: /carla/<role>/vehicle_control_cmd (carla_msgs/CarlaEgoVehicleControl),
 /carla/<role>/twist (geometry_msgs/Twist, mapped like carla_twist_to_control: throttle =
 linear.x / 10, steer = -angular.z / twist_max_steering_angle, all zero = full brake, negative
-linear.x = reverse), /carla/control (carla_msgs/CarlaControl PLAY / PAUSE / STEP_ONCE).
+linear.x = reverse), /carla/control (carla_msgs/CarlaControl PLAY / PAUSE / STEP_ONCE), the
+pseudo control /carla/<role>/control/set_transform (Pose: with the next tick, velocity kept) and
+control/set_target_velocity (Twist linear.x), /initialpose, /carla/<role>/goal.
 
-Ticking: synchronous_mode with synchronous_mode_wait_for_vehicle_control_command: the initial
-frame at start, then exactly one tick per control command (or twist); with no command for
-command_wait_timeout_s, a tick with the last control (like the bridge) - once a first command
-or reset has been received, so that the world does not race ahead of a controller that is
-still starting (the initial frame is published at start; a reset gives a fresh one). Otherwise a wall-clock
-timer ticks at publish_rate_hz with the latest control. All callbacks run on one thread
-(single-threaded executor), so ticks never interleave.
+Ticking: synchronous_mode with synchronous_mode_wait_for_vehicle_control_command: one tick per
+control command (or twist), and from launch on, with no command for command_wait_timeout_s, a
+tick with the last control (like the bridge); a command after such a tick ticks at once (the
+bridge's double tick). Otherwise a wall-clock timer ticks at publish_rate_hz with the latest
+control. All callbacks run on one thread (single-threaded executor), so ticks never interleave.
 
-Service /carla/<role>/reset (td3_drive_msgs/srv/ResetEpisode): respawn at the start of the
-route, standing (seed >= 0: new procedural track from the seed / spawn point on the loop),
-republish the waypoints and one tick of sensor messages for a new frame, then answer with that
+Only with reset_service:=true (the bridge has none): /carla/<role>/reset
+(td3_drive_msgs/srv/ResetEpisode) respawns at the start of the route, standing (seed >= 0: new
+procedural track / spawn point), republishes a lap route and one tick, then answers with that
 frame number. A non-finite control is treated as full brake and logged, never a crash.
 """
 
