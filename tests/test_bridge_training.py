@@ -8,6 +8,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -182,3 +183,71 @@ def test_a_goal_reached_ends_the_episode_and_the_next_starts_elsewhere(tmp_path:
     resets = [e for e in _episodes(ground_truth.read(truth_log)) if e["start_index"] is not None]
     poses = [(e["transform"]["x"], e["transform"]["y"]) for e in resets]
     assert all(math.dist(a, b) > 5.0 for a, b in itertools.pairwise(poses)), poses
+
+
+def test_a_teleport_from_outside_within_an_episode_stores_no_transition_across_it(tmp_path: Path):
+    from geometry_msgs.msg import Pose
+
+    from td3_sim.track import make_track
+
+    truth_log = tmp_path / "ground_truth.jsonl"
+    log = tmp_path / "trainer.log"
+    overrides = {
+        "total_steps": BUDGET,
+        "checkpoint_every": 0,
+        "max_episode_steps": 1000,
+        "learning_starts": 1000,
+        "save_replay_buffer": True,
+        "tensorboard": False,
+        "episode.terminate_on_collision": False,  # long episodes, so that the jumps come within one
+        "episode.terminate_on_off_road": False,
+    }
+    # Somewhere on the left lane: never one of the trainer's start poses (right lane).
+    x, y = make_track("loop").offset_points(np.array([300.0]), np.array([1.75]))[0]
+    tangent = make_track("loop").frame_at(300.0)[1]
+    yaw = math.atan2(float(tangent[1]), float(tangent[0]))
+    pose = Pose()
+    pose.position.x, pose.position.y = float(x), float(y)
+    pose.orientation.z, pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+    sim = {"ground_truth_log": str(truth_log)}
+    with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
+        teleport = obs.node.create_publisher(Pose, "/carla/ego_vehicle/control/set_transform", 10)
+        sent = 0
+        while proc.poll() is None and sent < 3:
+            if obs.env_steps() >= 60 * (sent + 1):
+                teleport.publish(pose)
+                sent += 1
+            time.sleep(0.05)
+        code = wait_exit(proc, log)
+        time.sleep(0.5)
+        with obs.lock:
+            diagnostics = list(obs.diagnostics)
+    text = tail(log, 20000)
+    assert code == 0 and sent == 3, text
+
+    records = ground_truth.read(truth_log)
+    outside = [i for i, r in enumerate(records) if r["kind"] == "set_transform" and abs(r["x"] - x) < 1e-6]
+    assert outside
+    ticks = [i for i, r in enumerate(records) if r["kind"] == "tick"]
+    jumped = set()  # the ticks at which a teleport moved the car (one to where it stands is no jump)
+    for i in outside:
+        after = next(t for t in ticks if t > i)
+        before = max(t for t in ticks if t < i)
+        moved = math.dist((records[after]["x"], records[after]["y"]), (records[before]["x"], records[before]["y"]))
+        if moved > 2.0:
+            jumped.add(after)
+    assert jumped
+    replay = next((tmp_path / "models").rglob(f"*{REPLAY_SUFFIX}"))
+    actions = torch.load(replay, weights_only=True)["state"]["actions"].numpy()
+    command_at = {
+        (round(r["steer"], 5), round(r["throttle"] - r["brake"], 5)): j
+        for j, r in enumerate(records)
+        if r["kind"] == "command"
+    }
+    for steer, accel in actions:
+        j = command_at[(round(float(steer), 5), round(float(accel), 5))]
+        produced = next(i for i in range(j, len(records)) if records[i]["kind"] == "tick")
+        assert produced not in jumped, "a transition across a teleport"
+    status = [s for array in diagnostics for s in array.status if s.name == "td3_trainer: training loop"]
+    values = {kv.key: kv.value for kv in status[-1].values}
+    assert int(values["teleports"]) >= 1, values

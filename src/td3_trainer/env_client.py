@@ -241,6 +241,15 @@ class RosEnv:
             self._update_route()
         else:
             self._ignore_new_routes()
+        odometry = tick.odometry.msg
+        x, y, yaw, twist_speed = pose_from_odometry(odometry)
+        jump = 0.0 if self._last_xy is None else float(np.hypot(x - self._last_xy[0], y - self._last_xy[1]))
+        if not new_segment and jump > TELEPORT_M:
+            self.counters.teleports += 1
+            self.log.warning(
+                f"the car jumped {jump:.1f} m in one tick (repositioned from outside?): no transition across it"
+            )
+            new_segment = True
         if new_segment:
             self.builder.stacker.reset()  # nothing stacked across a gap
         try:
@@ -259,8 +268,6 @@ class RosEnv:
         if not tick.odometry_matched:
             self.counters.unmatched_odometry += 1
             self.log.debug(f"no {self.odometry_topic} with stamp {ns_to_s(tick.image.stamp_ns):.2f} s: newest used")
-        odometry = tick.odometry.msg
-        x, y, yaw, twist_speed = pose_from_odometry(odometry)
         speed = tick.speed if tick.speed is not None else twist_speed
         vector, projection = self.builder.vector(odometry, speed if self.params.use_speedometer else None)
         assert projection is not None  # the route is there before the first frame of an episode
@@ -271,14 +278,6 @@ class RosEnv:
             self.counters.late_events += sum(len(v) for v in late.values())
         events = self.ticks.take_events(tick.image.stamp_ns, self._episode_start_ns, self._episode_seq)
         self._previous_ns = tick.image.stamp_ns
-        if self._last_xy is not None and np.hypot(x - self._last_xy[0], y - self._last_xy[1]) > TELEPORT_M:
-            self.counters.teleports += 1
-            self.log.warning(
-                f"the car jumped {np.hypot(x - self._last_xy[0], y - self._last_xy[1]):.1f} m in "
-                "one tick (repositioned from outside?): no transition across it"
-            )
-            new_segment = True
-            self.builder.stacker.reset()
         self._last_xy = (x, y)
         return Observation(
             frames=frames,
