@@ -22,6 +22,7 @@ from .test_trainer_e2e import Observer, simulator, tail, trainer_args, wait_exit
 pytestmark = pytest.mark.ros
 
 BUDGET = 300
+EXTRA_THROTTLE = 0.123  # the value of a command that is not the trainer's
 STANDING_MPS = 0.1
 POSE_TOLERANCE_M = 1.0
 
@@ -185,7 +186,9 @@ def test_a_goal_reached_ends_the_episode_and_the_next_starts_elsewhere(tmp_path:
     assert all(math.dist(a, b) > 5.0 for a, b in itertools.pairwise(poses)), poses
 
 
-def test_a_teleport_from_outside_within_an_episode_stores_no_transition_across_it(tmp_path: Path):
+def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(tmp_path: Path):
+    """Someone else moves the car, or sends a command (the bridge then ticks twice for one of ours)."""
+    from carla_msgs.msg import CarlaEgoVehicleControl
     from geometry_msgs.msg import Pose
 
     from td3_sim.track import make_track
@@ -212,10 +215,14 @@ def test_a_teleport_from_outside_within_an_episode_stores_no_transition_across_i
     sim = {"ground_truth_log": str(truth_log)}
     with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
         teleport = obs.node.create_publisher(Pose, "/carla/ego_vehicle/control/set_transform", 10)
+        command = obs.node.create_publisher(CarlaEgoVehicleControl, "/carla/ego_vehicle/vehicle_control_cmd", 10)
         sent = 0
-        while proc.poll() is None and sent < 3:
-            if obs.env_steps() >= 60 * (sent + 1):
-                teleport.publish(pose)
+        while proc.poll() is None and sent < 6:
+            if obs.env_steps() >= 30 * (sent + 1):
+                if sent % 2:
+                    command.publish(CarlaEgoVehicleControl(throttle=EXTRA_THROTTLE))
+                else:
+                    teleport.publish(pose)
                 sent += 1
             time.sleep(0.05)
         code = wait_exit(proc, log)
@@ -223,7 +230,7 @@ def test_a_teleport_from_outside_within_an_episode_stores_no_transition_across_i
         with obs.lock:
             diagnostics = list(obs.diagnostics)
     text = tail(log, 20000)
-    assert code == 0 and sent == 3, text
+    assert code == 0 and sent == 6, text
 
     records = ground_truth.read(truth_log)
     outside = [i for i, r in enumerate(records) if r["kind"] == "set_transform" and abs(r["x"] - x) < 1e-6]
@@ -244,10 +251,21 @@ def test_a_teleport_from_outside_within_an_episode_stores_no_transition_across_i
         for j, r in enumerate(records)
         if r["kind"] == "command"
     }
+    trainer_actions = [  # not the test's commands, nor the brakes of resets and of the shutdown
+        j
+        for j, r in enumerate(records)
+        if r["kind"] == "command" and abs(r["throttle"] - EXTRA_THROTTLE) > 1e-6 and not _is_reset_brake(r)
+    ]
     for steer, accel in actions:
         j = command_at[(round(float(steer), 5), round(float(accel), 5))]
         produced = next(i for i in range(j, len(records)) if records[i]["kind"] == "tick")
         assert produced not in jumped, "a transition across a teleport"
+        # The observation after a stored action is the tick that action produced: never one tick
+        # later (an extra tick in between), which the trainer's next command would answer.
+        following = next((k for k in trainer_actions if k > j), None)
+        if following is not None:
+            assert records[following]["answers_ns"] == records[produced]["stamp_ns"], "a transition across a tick"
     status = [s for array in diagnostics for s in array.status if s.name == "td3_trainer: training loop"]
     values = {kv.key: kv.value for kv in status[-1].values}
     assert int(values["teleports"]) >= 1, values
+    assert int(values["double_ticks"]) + int(values["foreign_ticks"]) >= 1, values

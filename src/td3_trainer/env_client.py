@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from carla_msgs.msg import CarlaCollisionEvent, CarlaEgoVehicleControl, CarlaLaneInvasionEvent
+from carla_msgs.msg import CarlaCollisionEvent, CarlaEgoVehicleControl, CarlaEgoVehicleStatus, CarlaLaneInvasionEvent
 from geometry_msgs.msg import Pose, PoseStamped, Twist
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
@@ -59,6 +59,7 @@ ROUTE_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
 )
 NOTICE_PERIOD_S = 10.0  # how often a long wait (service, route) repeats its log line
+CONTROL_TOLERANCE = 1e-3  # float32 round trips of steer / throttle / brake
 TELEPORT_M = 2.0  # a jump this long in one tick is a reposition (carla_waypoint_publisher's test)
 GOAL_RESEND_TICKS = 10  # a reset re-sends its goal when no fitting route came for this many ticks
 
@@ -120,6 +121,12 @@ class RosEnv:
             node.create_subscription(Float32, params.topic("speedometer"), lambda m: put.put_speed(m.data), SENSOR_QOS)
         node.create_subscription(
             Path, self.route_topic, lambda m: put.put_route(stamp_to_ns(m.header.stamp), m), ROUTE_QOS
+        )
+        node.create_subscription(
+            CarlaEgoVehicleStatus,
+            params.topic("vehicle_status"),
+            lambda m: put.put_status(stamp_to_ns(m.header.stamp), m),
+            SENSOR_QOS,
         )
         node.create_subscription(
             CarlaCollisionEvent,
@@ -201,6 +208,9 @@ class RosEnv:
                     query = replace(query, or_received_after_seq=self.ticks.seq, any_after_seq=True)
                 self._resend()
                 continue
+            if self._produced_by_another_control(result):
+                query = TickQuery(newer_than_ns=self.last_stamp_ns)
+                continue
             gap = self.resync.on_tick(self.last_stamp_ns, result.image.stamp_ns, self.dt_ns)
             previous = ns_to_s(self.last_stamp_ns or 0)
             stamp = ns_to_s(result.image.stamp_ns)
@@ -222,6 +232,31 @@ class RosEnv:
             if observation is not None:
                 return observation
             query = TickQuery(newer_than_ns=self.last_stamp_ns)
+
+    def _produced_by_another_control(self, tick: Tick) -> bool:
+        """A tick whose vehicle_status shows another control than our last command: the bridge's
+        tick on the old control after its 1 s wait (our command came late), or someone else's
+        command. Skipped (no transition into it) and waited past: our command makes the next one."""
+        sent = self._last_command
+        if sent is None:
+            return False
+        status = self.ticks.wait_status(tick.image.stamp_ns, float(self.params.odometry_wait_s), self.stop)
+        if status is None:
+            return False
+        applied = status.control
+        pairs = ((applied.steer, sent.steer), (applied.throttle, sent.throttle), (applied.brake, sent.brake))
+        if all(abs(a - b) <= CONTROL_TOLERANCE for a, b in pairs):
+            return False
+        self.counters.foreign_ticks += 1
+        self.log.info(
+            f"the tick at {ns_to_s(tick.image.stamp_ns):.3f} s applied another control than our last command "
+            f"(steer {applied.steer:.3f}, throttle {applied.throttle:.3f}, brake {applied.brake:.3f}): a tick on the "
+            "old control after a late command, or another node's command; skipped, waiting for ours"
+        )
+        self.last_stamp_ns = tick.image.stamp_ns
+        self._consumed_seq = tick.seq
+        self._force_new_segment = True
+        return True
 
     def _wait(self, query: TickQuery) -> Tick | Timeout | Stopped:
         p = self.params

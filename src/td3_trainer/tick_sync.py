@@ -79,6 +79,7 @@ class SyncCounters:
     odometry_after_image: int = 0  # the image of a tick came before its odometry
     late_events: int = 0  # collision / lane-invasion events that came with a later tick
     double_ticks: int = 0  # two ticks after one command (the bridge's timeout tick, then ours)
+    foreign_ticks: int = 0  # a tick whose applied control was not our last command: skipped
     teleports: int = 0  # the car jumped within an episode: no transition across it
     resets: int = 0  # episodes started through set_transform + goal
     reset_ticks: int = 0  # brake commands sent while a reset settles
@@ -188,6 +189,7 @@ class TickBuffer:
         self._speed: Received | None = None
         self._route: Received | None = None
         self._events: deque[tuple[str, Received]] = deque(maxlen=1024)
+        self._status: deque[Received] = deque(maxlen=history * 4)  # vehicle_status: the control applied
 
     # ---- writers (ROS callbacks)
 
@@ -204,6 +206,24 @@ class TickBuffer:
         with self._cond:
             self._odometry.append(self._put(stamp_ns, msg))
             self._cond.notify_all()
+
+    def put_status(self, stamp_ns: int, msg: Any) -> None:
+        with self._cond:
+            self._status.append(self._put(stamp_ns, msg))
+            self._cond.notify_all()
+
+    def wait_status(self, stamp_ns: int, timeout_s: float, stop: threading.Event) -> Any | None:
+        """The vehicle status of the tick with `stamp_ns`, waiting up to `timeout_s` for it."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                for status in reversed(self._status):
+                    if abs(status.stamp_ns - stamp_ns) <= STAMP_TOLERANCE_NS:
+                        return status.msg
+                now = time.monotonic()
+                if stop.is_set() or now >= deadline or not self._status:
+                    return None  # none with this stamp (or no status stream at all)
+                self._cond.wait(min(deadline - now, POLL_S))
 
     def put_speed(self, value: float) -> None:
         with self._cond:
