@@ -51,6 +51,27 @@ def _episodes(records: list[dict]) -> list[dict]:
     return episodes
 
 
+def _replay_buffer(tmp_path: Path) -> dict:
+    replay = next((tmp_path / "models").rglob(f"*{REPLAY_SUFFIX}"))
+    return torch.load(replay, weights_only=True)["state"]
+
+
+def _stored_steps(records: list[dict], buffer: dict) -> list[tuple[int, int]]:
+    """For each stored transition: the ground-truth index of its action's command and of the tick
+    that command produced (actions are continuous: their values identify the command)."""
+    command_at = {
+        (round(r["steer"], 5), round(r["throttle"] - r["brake"], 5)): j
+        for j, r in enumerate(records)
+        if r["kind"] == "command"
+    }
+    steps = []
+    for steer, accel in buffer["actions"].numpy():
+        j = command_at.get((round(float(steer), 5), round(float(accel), 5)))
+        assert j is not None, ("a stored action the simulator never got", steer, accel)
+        steps.append((j, next(i for i in range(j, len(records)) if records[i]["kind"] == "tick")))
+    return steps
+
+
 def test_training_resets_through_the_bridge_interfaces(tmp_path: Path):
     truth_log = tmp_path / "ground_truth.jsonl"
     log = tmp_path / "trainer.log"
@@ -100,22 +121,12 @@ def test_training_resets_through_the_bridge_interfaces(tmp_path: Path):
 
     # No transition crosses a reset: every stored action's command came, and its next frame was
     # produced, inside one episode (after its start, before the next teleport).
-    replay = next((tmp_path / "models").rglob(f"*{REPLAY_SUFFIX}"))
-    state_dict = torch.load(replay, weights_only=True)
-    buffer = state_dict["state"]
-    actions = buffer["actions"].numpy()
-    assert len(actions) >= BUDGET - len(episodes) - 5
-    command_at = {}
-    for j, record in enumerate(records):
-        if record["kind"] == "command":
-            command_at[(round(record["steer"], 5), round(record["throttle"] - record["brake"], 5))] = j
+    buffer = _replay_buffer(tmp_path)
+    assert len(buffer["actions"]) >= BUDGET - len(episodes) - 5
     terminated = buffer["terminated"].numpy()[:, 0]
-    for (steer, accel), done in zip(actions, terminated, strict=True):
-        j = command_at.get((round(float(steer), 5), round(float(accel), 5)))
-        assert j is not None, (steer, accel)
+    for (j, produced), done in zip(_stored_steps(records, buffer), terminated, strict=True):
         episode = next(e for e in episodes if e["index"] < j < e["end_index"])
         assert episode["start_index"] <= j, "a stored action from a reset's brake ticks"
-        produced = next(i for i in range(j, len(records)) if records[i]["kind"] == "tick")
         assert produced < episode["end_index"], "a transition across a reset"
         # The terminal flag belongs to the tick the action produced, although the simulator sent
         # that tick's collision event only with the next one.
@@ -244,21 +255,12 @@ def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(
         if moved > 2.0:
             jumped.add(after)
     assert jumped
-    replay = next((tmp_path / "models").rglob(f"*{REPLAY_SUFFIX}"))
-    actions = torch.load(replay, weights_only=True)["state"]["actions"].numpy()
-    command_at = {
-        (round(r["steer"], 5), round(r["throttle"] - r["brake"], 5)): j
-        for j, r in enumerate(records)
-        if r["kind"] == "command"
-    }
     trainer_actions = [  # not the test's commands, nor the brakes of resets and of the shutdown
         j
         for j, r in enumerate(records)
         if r["kind"] == "command" and abs(r["throttle"] - EXTRA_THROTTLE) > 1e-6 and not _is_reset_brake(r)
     ]
-    for steer, accel in actions:
-        j = command_at[(round(float(steer), 5), round(float(accel), 5))]
-        produced = next(i for i in range(j, len(records)) if records[i]["kind"] == "tick")
+    for j, produced in _stored_steps(records, _replay_buffer(tmp_path)):
         assert produced not in jumped, "a transition across a teleport"
         # The observation after a stored action is the tick that action produced: never one tick
         # later (an extra tick in between), which the trainer's next command would answer.
