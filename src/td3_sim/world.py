@@ -283,8 +283,8 @@ class SimWorld:
         return self.route_points, self.route_yaws
 
     def request_transform(self, x: float, y: float, yaw: float) -> None:
-        """Like carla.Actor.set_transform in synchronous mode: takes effect with the next tick and
-        keeps the car's velocity (a teleported car rolls on unless its velocity is also set)."""
+        """Modelled on the bridge's control/set_transform (carla.Actor.set_transform): takes effect
+        with the next tick and keeps the car's velocity (it rolls on unless its velocity is set too)."""
         self._pending_pose = (x, y, yaw)
 
     def request_speed(self, speed: float) -> None:
