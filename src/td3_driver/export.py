@@ -51,7 +51,7 @@ class ExportablePolicy(torch.nn.Module):
         self.actor = policy.actor
 
     def forward(self, frames: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
-        features = self.actor_cnn(scale_frames(frames))
+        features = self.actor_cnn(scale_frames(frames, input_range=self.actor_cnn.input_range))
         return self.actor(torch.cat([features, vector.to(features.dtype)], dim=1))
 
 

@@ -196,7 +196,7 @@ class TD3Agent:
             self._input_buffers[key] = (as_uint8, as_float)
         as_uint8, as_float = self._input_buffers[key]
         as_uint8.copy_(frames)  # the layout change on bytes: cheaper than on floats
-        return scale_frames(as_uint8, out=as_float)
+        return scale_frames(as_uint8, out=as_float, input_range=self.arch.input_range)
 
     def _state(self, cnn: NatureCNN, scaled: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
         """encode_state on already scaled frames."""
