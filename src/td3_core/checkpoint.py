@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from td3_core import legacy_formats
 from td3_core.actions import ActionConfig
 from td3_core.networks import Architecture, Policy, build_cnn, build_critic
 from td3_core.preprocessing import PreprocessConfig
@@ -214,7 +215,17 @@ def load_checkpoint_file(path: Path | str, map_location: str | torch.device = "c
         raise CheckpointError(f"checkpoint '{path}' could not be loaded: {type(error).__name__}: {error}") from error
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(data).__name__}, expected a dict")
-    return data
+    return unify_original_system(data, path)
+
+
+def unify_original_system(ckpt: dict, path: Path | None = None) -> dict:
+    """An av_td3_system file → our format 2 (td3_core.legacy_formats); any other payload unchanged."""
+    if not legacy_formats.is_original_system(ckpt):
+        return ckpt
+    try:
+        return legacy_formats.unify(ckpt, path)
+    except legacy_formats.OriginalFormatError as error:
+        raise CheckpointError(f"checkpoint '{path}': {error}") from error
 
 
 def _state_dict(ckpt: Mapping, key: str, where: str) -> Mapping[str, torch.Tensor]:
