@@ -24,6 +24,8 @@ CNN_ACTIVATIONS = ("relu", "leaky_relu")
 FC_ACTIVATIONS = ("relu", "leaky_relu", "none")
 LEAKY_SLOPE = 0.01  # the original system's LeakyReLU slope
 _TEXT_FIELDS = ("cnn_activation", "fc_activation", "input_range")
+# Fields a checkpoint's metadata sets and no parameter does: what its networks were trained as.
+PROFILE_FIELDS = ("cnn_activation", "cnn_layer_norm", "fc_activation", "input_range")
 
 
 @dataclass(frozen=True)

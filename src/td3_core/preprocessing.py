@@ -23,6 +23,7 @@ from td3_core.image_codec import gray_from_image_msg
 
 INPUT_RANGES = ("unit", "symmetric")  # [0, 1] and [-1, 1]
 STACK_FILLS = ("first_frame", "constant")
+PROFILE_FIELDS = ("stack_fill", "fill_level")  # set by a checkpoint's metadata, never by a parameter
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,18 @@ _CHOICES = {
 }
 
 
+# Set by a checkpoint's metadata, never by a parameter: the conventions its networks were trained with.
+PROFILE_FIELDS = (
+    "frame",
+    "lateral",
+    "lateral_reference",
+    "heading_reference",
+    "waypoint_reach_m",
+    "beyond_lookahead",
+    "past_route_end",
+)
+
+
 @dataclass(frozen=True)
 class ObservationConfig:
     use_vector_state: bool = True

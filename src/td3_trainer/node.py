@@ -31,7 +31,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from td3_core.checkpoint import CheckpointError
+from td3_core.checkpoint import CheckpointError, read_metadata
 from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
 from td3_trainer.env_client import Observation, RosEnv
@@ -162,6 +162,11 @@ class TrainerNode(Node):
         torch.manual_seed(int(p.seed))
         self.device = resolve_device(str(p.device))
         resumed = self._load_resume()
+        if resumed is not None:  # the checkpoint's own networks and input pipeline profile
+            meta = read_metadata(resumed.checkpoint, resumed.path)
+            self.params = p = trainer_params.with_checkpoint_profile(
+                p, meta.architecture, meta.preprocess, meta.observation
+            )
         # A resumed run keeps writing into its own run directory unless run_name says otherwise.
         resumed_run = str(resumed.extra.get("run_name") or resumed.path.parent.name) if resumed else ""
         run_name = str(p.run_name) or resumed_run or default_run_name()
@@ -241,11 +246,7 @@ class TrainerNode(Node):
         p = self.params
         if not str(p.resume):
             return None
-        expected = {
-            "architecture": p.architecture.to_dict(),
-            "preprocessing": p.preprocess.to_dict(),
-            "observation": p.observation.to_dict(),
-        }
+        expected = trainer_params.resume_expectations(p)
         try:
             path = locate_resume(str(p.resume), str(p.models_dir))
             return load_resume(path, bool(p.save_replay_buffer), expected)
