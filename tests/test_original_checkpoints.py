@@ -19,6 +19,8 @@ from td3_core.checkpoint import (
     CheckpointError,
     load_checkpoint_file,
     load_policy,
+    unify_original_system,
+    validate_policy,
     validate_training_state,
 )
 from td3_core.networks import build_critic
@@ -226,3 +228,35 @@ def test_vector_equals_the_original_for_the_same_pose_and_route(tmp_path: Path, 
             compared += 1
     assert compared >= 0.6 * steps
     assert (ours[3:] == 0).sum() >= 4, "the route end (zero slots) was never reached: the test is vacuous"
+
+
+def _mutations() -> list[tuple[str, object]]:
+    """(what, how) pairs: a key removed, a tensor of another shape or rank or dtype, a non-tensor, None."""
+    out: list[tuple[str, object]] = []
+    bad = ("drop", torch.zeros(3), "text", torch.zeros(2, 2, dtype=torch.int64), torch.zeros(0, 7))
+    for what in ("actor_cnn_state_dict.conv1.weight", "actor_cnn_state_dict.fc.weight", "actor_state_dict.fc1.weight"):
+        out += [(what, how) for how in bad]
+    out += [("critic_cnn_state_dict.ln1.weight", "drop"), ("critic_state_dict.Q1.fc1.weight", torch.zeros(3))]
+    for key in ("actor_cnn_state_dict", "critic_state_dict", "actor_state_dict"):
+        out += [(key, None), (key, [1, 2])]
+    for key in ("actor_optimizer_state_dict", "total_it"):
+        out += [(key, None), (key, {"param_groups": "x"}), (key, -3)]
+    return out
+
+
+@pytest.mark.parametrize("what,how", _mutations(), ids=lambda v: str(v)[:40])
+def test_damaged_original_files_are_refused_or_loaded_never_crash(what: str, how: object):
+    ckpt = original.checkpoint("C6", seed=7)
+    key, _, name = what.partition(".")
+    target, slot = (ckpt[key], name) if name else (ckpt, key)
+    if how == "drop":
+        target.pop(slot)
+    else:
+        target[slot] = how
+    path = Path("damaged.pth")
+    try:
+        unified = unify_original_system(ckpt, path)
+        validate_policy(unified, path)
+        validate_training_state(unified, path)
+    except CheckpointError as error:
+        assert "damaged.pth" in str(error)

@@ -264,7 +264,17 @@ def _training_config(ckpt: Mapping, optimizers: Mapping[str, dict | None]) -> di
 
 
 def unify(ckpt: Mapping, path: Path | None = None) -> dict:
-    """An original-system payload → our format 2 (in memory); OriginalFormatError if it cannot drive."""
+    """An original-system payload → our format 2 (in memory); OriginalFormatError if it cannot drive
+    or does not have the shapes of any variant (the schema check then runs on the result)."""
+    try:
+        return _unify(ckpt, path)
+    except OriginalFormatError:
+        raise
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError) as error:
+        raise OriginalFormatError(f"not a valid {SYSTEM} checkpoint: {type(error).__name__}: {error}") from error
+
+
+def _unify(ckpt: Mapping, path: Path | None) -> dict:
     variant, actor_cnn, critic_cnn = detect_variant(ckpt)
     layer_norm = "ln1.weight" in actor_cnn
     cnn_names = cnn_parameter_order(layer_norm)
@@ -277,6 +287,8 @@ def unify(ckpt: Mapping, path: Path | None = None) -> dict:
     )
     conv1, fc, fc1 = _shape(actor_cnn, "conv1.weight"), _shape(actor_cnn, "fc.weight"), _shape(actor_ours, "fc1.weight")
     side = round(math.sqrt(fc[1] / 64))
+    if side < 1 or 64 * side * side != fc[1]:
+        raise OriginalFormatError(f"CNN fc.weight {list(fc)} does not read 64 x side x side conv features")
     # The convs' output sides run backwards: 3x3/1, 4x4/2, 8x8/4 (7 → 9 → 20 → 84).
     image_size = ((side + 2 - 1) * 2 + 4 - 1) * 4 + 8
     arch, preprocess, observation = _profile(
