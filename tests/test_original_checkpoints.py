@@ -139,7 +139,7 @@ def test_cnn_saved_as_none_is_refused(tmp_path: Path):
     ckpt["actor_cnn_state_dict"] = ckpt["critic_cnn_state_dict"] = None
     path = tmp_path / "none.pth"
     torch.save(ckpt, path)
-    with pytest.raises(CheckpointError, match=r"CNN entries are None.*cannot drive from camera pixels"):
+    with pytest.raises(CheckpointError, match=r"CNN entries that are None.*cannot drive from camera pixels"):
         load_policy(path)
 
 

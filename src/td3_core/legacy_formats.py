@@ -74,11 +74,16 @@ class OriginalFormatError(ValueError):
 
 
 def is_original_system(ckpt: Mapping) -> bool:
-    """A file of av_td3_system: no format_version, critic keys Q1.fc1 (our layout has Q1.l1)."""
+    """A file of av_td3_system: no format_version, and critic keys Q1.fc1 (our layout has Q1.l1)
+    or a CNN with conv1 (ours has features.0)."""
     if "format_version" in ckpt:
         return False
-    critic = ckpt.get("critic_state_dict")
-    return isinstance(critic, Mapping) and "Q1.fc1.weight" in critic
+    marks = {
+        "critic_state_dict": "Q1.fc1.weight",
+        "actor_cnn_state_dict": "conv1.weight",
+        "cnn_state_dict": "conv1.weight",
+    }
+    return any(isinstance(ckpt.get(key), Mapping) and mark in ckpt[key] for key, mark in marks.items())
 
 
 def _shape(state: Mapping, key: str) -> tuple[int, ...]:
@@ -116,11 +121,11 @@ def detect_variant(ckpt: Mapping) -> tuple[str, Mapping[str, torch.Tensor] | Non
         return "B", shared, shared
     keys = ", ".join(sorted(str(k) for k in ckpt))
     if "use_dict_buffer" in ckpt and ("actor_cnn_state_dict" in ckpt or "cnn_state_dict" in ckpt):
-        held = "its CNN entries are None (saved without an image encoder)"
+        held = "CNN entries that are None (saved without an image encoder)"
     else:
         held = f"its first layout (variant A: keys {keys}; no CNN at all)"
     raise OriginalFormatError(
-        f"this is an {SYSTEM} checkpoint of {held}: actor and critic MLPs for a state of {state_dim} values "
+        f"this {SYSTEM} checkpoint holds {held}: actor and critic MLPs for a state of {state_dim} values "
         f"(actor fc1 {list(_shape(actor, 'fc1.weight'))}), total_it {ckpt.get('total_it')!r}. That state starts "
         "with image features of a CNN the file does not hold, so it cannot drive from camera pixels; a checkpoint "
         "of its later layouts (B, C1-C6) holds the CNN"
