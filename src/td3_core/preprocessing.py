@@ -43,6 +43,11 @@ class PreprocessConfig:
         if not 1 <= self.frame_stack <= 16:
             raise ValueError(f"frame_stack must be in 1..16, got {self.frame_stack}")
 
+    @property
+    def constant_fill(self) -> int | None:
+        """The grey level of the frames before an episode's first one, or None: the first repeated."""
+        return self.fill_level if self.stack_fill == "constant" else None
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -96,8 +101,8 @@ class FrameStacker:
     def push(self, frame: np.ndarray) -> np.ndarray:
         """Add a frame; returns the (frame_stack, size, size) uint8 stack, oldest first."""
         if not self._frames:
-            if self.config.stack_fill == "constant":
-                self._frames.extend([np.full_like(frame, self.config.fill_level)] * (self.config.frame_stack - 1))
+            if self.config.constant_fill is not None:
+                self._frames.extend([np.full_like(frame, self.config.constant_fill)] * (self.config.frame_stack - 1))
                 self._frames.append(frame)
             else:
                 self._frames.extend([frame] * self.config.frame_stack)

@@ -188,6 +188,7 @@ class TrainerNode(Node):
             action_dim=arch.action_dim,
             device=str(self.device),
             seed=int(p.seed),
+            fill_level=p.preprocess.constant_fill,  # stacks rebuilt as the observation builder makes them
         )
         self.buffer_lock = threading.Lock()  # the learner thread samples while the loop adds
         self.rng = np.random.default_rng(int(p.seed))
