@@ -158,3 +158,18 @@ def test_driver_drives_the_simulator_with_a_converted_c6_checkpoint(tmp_path: Pa
     finally:
         probe.close()
         rclpy.shutdown()
+
+
+def test_resume_compares_the_parameters_but_takes_the_profile_from_the_checkpoint(tmp_path: Path):
+    from td3_core.checkpoint import CheckpointError
+    from td3_trainer.checkpointing import load_resume
+    from td3_trainer.params import resume_expectations, validate
+
+    converted = _converted(tmp_path)
+    matching = {"network.feature_dim": 512, "network.hidden_dim": 256, "observation.num_waypoints": 25}
+    params = validate({"preprocessing.image_size": 84, **matching})
+    assert params.architecture.cnn_activation == "relu"  # the parameters know nothing of the profile
+    load_resume(converted, with_replay=False, expected=resume_expectations(params))
+    ten_waypoints = validate({"preprocessing.image_size": 84, **matching, "observation.num_waypoints": 10})
+    with pytest.raises(CheckpointError, match="vector_dim: checkpoint 53 vs parameters 23"):
+        load_resume(converted, with_replay=False, expected=resume_expectations(ten_waypoints))
