@@ -202,6 +202,19 @@ def _fail(message: str, log_path: FsPath) -> None:
 # ----------------------------------------------------------------------------- 1. with the simulator
 
 
+def record_driving(
+    probe: Probe, sim_proc: subprocess.Popen, driver: subprocess.Popen, driver_log: FsPath, seconds: float = 3.0
+) -> tuple[list[CarlaEgoVehicleControl], list[Odometry], float]:
+    """Wait for the first driving command, then record `seconds` of commands and odometry."""
+    driving = lambda: any(msg.throttle > 0.5 for _, msg in probe.commands)  # noqa: E731
+    if not probe.spin_until(driving, STARTUP_S):
+        _fail(f"no driving command (simulator exit {sim_proc.poll()}, driver exit {driver.poll()})", driver_log)
+    start = time.monotonic()
+    first_odometry = len(probe.odometry)
+    probe.spin_for(seconds)
+    return probe.commands_since(start), probe.odometry[first_odometry:], time.monotonic() - start
+
+
 def _simulator_available() -> str | None:
     try:
         importlib.import_module("td3_sim.node")
@@ -224,19 +237,11 @@ def test_drives_the_embedded_simulator(tmp_path: FsPath, probe: Probe):
         node_process(sim, tmp_path / "simulator.log") as sim_proc,
         node_process(_driver_args(checkpoint), driver_log) as driver,
     ):
-        driving = lambda: any(msg.throttle > 0.5 for _, msg in probe.commands)  # noqa: E731
-        if not probe.spin_until(driving, STARTUP_S):
-            _fail(f"no driving command (simulator exit {sim_proc.poll()}, driver exit {driver.poll()})", driver_log)
-        start = time.monotonic()
-        first_odometry = len(probe.odometry)
-        probe.spin_for(3.0)
-        received = probe.commands_since(start)
-        elapsed = time.monotonic() - start
+        received, moved, elapsed = record_driving(probe, sim_proc, driver, driver_log)
         achieved = len(received) / elapsed
         assert abs(achieved - RATE_HZ) <= 0.5 * RATE_HZ, f"{achieved:.1f} commands/s, configured {RATE_HZ}"
         assert all(_in_range(msg) for msg in received)
         assert sum(msg.throttle > 0.5 and msg.brake == 0.0 for msg in received) > 0.8 * len(received)
-        moved = probe.odometry[first_odometry:]
         assert len(moved) >= 2, "no odometry from the simulator"
         start_p, end_p = moved[0].pose.pose.position, moved[-1].pose.pose.position
         distance = math.hypot(end_p.x - start_p.x, end_p.y - start_p.y)

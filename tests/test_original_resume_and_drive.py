@@ -123,7 +123,7 @@ def test_driver_drives_the_simulator_with_a_converted_c6_checkpoint(tmp_path: Pa
     from td3_bringup.graph import simulator_node
     from td3_bringup.runner import node_command
 
-    from .test_driver_node import CONFIG, STARTUP_S, Probe, _driver_args, _fail, _in_range, _is_full_brake
+    from .test_driver_node import CONFIG, Probe, _driver_args, _in_range, _is_full_brake, record_driving
 
     converted = _converted(tmp_path)
     rclpy.init()
@@ -135,16 +135,9 @@ def test_driver_drives_the_simulator_with_a_converted_c6_checkpoint(tmp_path: Pa
             node_process(sim, tmp_path / "simulator.log") as sim_proc,
             node_process(_driver_args(converted.parent), driver_log) as driver,
         ):
-            driving = lambda: any(msg.throttle > 0.5 for _, msg in probe.commands)  # noqa: E731
-            if not probe.spin_until(driving, STARTUP_S):
-                _fail(f"no driving command (simulator exit {sim_proc.poll()}, driver exit {driver.poll()})", driver_log)
-            start = time.monotonic()
-            first_odometry = len(probe.odometry)
-            probe.spin_for(3.0)
-            received = probe.commands_since(start)
+            received, moved, _ = record_driving(probe, sim_proc, driver, driver_log)
             assert received and all(_in_range(msg) for msg in received)
             assert sum(abs(msg.throttle - THROTTLE) < 1e-3 for msg in received) > 0.8 * len(received)
-            moved = probe.odometry[first_odometry:]
             assert len(moved) >= 2, "no odometry from the simulator"
             start_p, end_p = moved[0].pose.pose.position, moved[-1].pose.pose.position
             assert math.hypot(end_p.x - start_p.x, end_p.y - start_p.y) > 0.5
