@@ -8,7 +8,7 @@ STAMP := $(VENV)/.td3_drive_installed
 .PHONY: setup demo test lint bench clean
 
 # Virtual environment with pinned wheels, the generated interface packages, and this package.
-$(STAMP): requirements.txt setup.py tools/build_interfaces.sh $(wildcard interfaces/*/msg/*.msg interfaces/*/srv/*.srv)
+$(STAMP): requirements.txt setup.py CMakeLists.txt package.xml tools/build_interfaces.sh $(wildcard msg/*.msg srv/*.srv interfaces/*/msg/*.msg)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt

@@ -100,7 +100,7 @@ def test_launch_files_use_the_graph_definition(launch_file: str):
     ast.parse(source)
     graph_function = "training_graph" if launch_file.startswith("train") else "driving_graph"
     assert re.search(rf"from td3_bringup.graph import {graph_function}", source)
-    assert "node_actions(specs, Node)" in source
+    assert "graph_actions(specs, Node)" in source
 
 
 @pytest.mark.parametrize("launch_file", ["train.launch.py", "drive.launch.py"])
