@@ -244,6 +244,19 @@ def test_train_launch_trains_and_exits_by_itself_at_the_budget(trained: tuple[in
     assert "sending signal 'SIGINT' to process[simulator_node" in text, text[-4000:]
 
 
+def test_train_launch_ends_with_status_1_when_the_trainer_fails(workspace: Workspace, tmp_path: Path):
+    ws = _built(workspace)
+    params = _params_file(tmp_path / "fast.yaml", tmp_path / "models")
+    log = tmp_path / "train.log"
+    args = ["launch", "td3_trainer", "train.launch.py", "total_steps:=-1", f"config_file:={params}"]
+    with command_process([str(ROS2), *args], log, ws.env) as proc:
+        status = _wait(proc, log)
+    text = log.read_text()
+    assert status == 1, text[-4000:]
+    assert "invalid parameter total_steps" in text and "td3_trainer exited with code" in text, text[-4000:]
+    assert "sending signal 'SIGINT' to process[simulator_node" in text, text[-4000:]
+
+
 def test_train_launch_passes_its_arguments_to_the_node_parameters(
     workspace: Workspace, trained: tuple[int, Path, Path], tmp_path: Path
 ):
@@ -347,6 +360,7 @@ def test_drive_launch_commands_at_its_rate_answers_param_get_and_brakes_on_ctrl_
         "device:=cpu",
         "watch:=true",
         "role_name:=ego_vehicle",
+        "rviz:=true",
     ]
     with command_process([str(ROS2), *args], log, ws.env) as proc:
         assert commands.spin_until(lambda: _driving(commands) or proc.poll() is not None, HANG_GUARD_S), (
@@ -374,6 +388,7 @@ def test_drive_launch_commands_at_its_rate_answers_param_get_and_brakes_on_ctrl_
         status = _ctrl_c(proc, log)
         commands.spin_for(1.0)
     assert status == 0, log.read_text()[-4000:]
+    assert "rviz:=true but rviz2 is not installed here" in log.read_text()  # no rviz2 here: a notice, not a stop
     last = commands.commands[-1][1]
     assert last.brake == 1.0 and last.throttle == 0.0, f"last command is not a full brake: {last}"
 

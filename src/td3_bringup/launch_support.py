@@ -81,6 +81,15 @@ def graph_actions(specs: Sequence[NodeSpec], node_class) -> list:
 
 
 def rviz_action(node_class, config: Path):
+    """rviz2 with this project's display config; where rviz2 is not installed, a notice instead
+    (a missing viewer must not stop training or driving)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    from launch.actions import LogInfo
+
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        return LogInfo(msg=f"rviz:=true but rviz2 is not installed here: no viewer (its config: {config})")
     return node_class(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", str(config)], output="log")
 
 
