@@ -8,6 +8,7 @@ the venv: `make test` installs them from ../shared/ros2-tools when that folder e
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from .processes import command_process, stop_process
+from .test_trainer_e2e import FAST_TRAINER, SIMULATOR
 
 VENV_BIN = Path(sys.executable).parent
 VENV = VENV_BIN.parent
@@ -52,28 +54,17 @@ pytestmark = [
     pytest.mark.skipif(_missing_tools() is not None, reason=str(_missing_tools())),
 ]
 
-# Small and fast: 36x36 frames into a small network, 84x84 camera, tiny buffer and batches.
+# Small and fast (the end-to-end trainer test's settings), 84x84 camera.
 FAST_PARAMS = {
-    "td3_trainer": {
-        "device": "cpu",
-        "num_threads": 1,
-        "progress": False,
-        "tensorboard": False,
-        "learning_starts": 100,
-        "batch_size": 32,
-        "buffer_size": 1000,
-        "max_episode_steps": 100,
-        "preprocessing.image_size": 36,
-        "network.feature_dim": 64,
-        "network.hidden_dim": 64,
-    },
-    "carla_simulator": {"image_width": 84, "image_height": 84},
+    "td3_trainer": {**FAST_TRAINER, "tensorboard": False},
+    "carla_simulator": SIMULATOR,
     "td3_driver": {"warmup_iterations": 1, "stale_timeout": 1.0},
 }
 
 
 def _venv_env() -> dict[str, str]:
-    """What any pip-installed ROS 2 in a venv needs: the venv activated and its prefix known."""
+    """What any pip-installed ROS 2 in a venv needs, and nothing more: the venv activated
+    (VIRTUAL_ENV, PATH) and its prefix in AMENT_PREFIX_PATH (colcon passes it on to CMake)."""
     # Not this process's: its ROS wheels' bootstrap (library path set, then marked complete) would
     # make the children skip theirs.
     inherited = ("AMENT_", "COLCON_", "CMAKE_PREFIX", "_ROS_WHEELS_", "PYTHONPATH", "LD_LIBRARY_PATH")
@@ -82,8 +73,6 @@ def _venv_env() -> dict[str, str]:
         VIRTUAL_ENV=str(VENV),
         PATH=f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
         AMENT_PREFIX_PATH=str(VENV),
-        CMAKE_PREFIX_PATH=str(VENV),
-        LD_LIBRARY_PATH=str(VENV / "lib"),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -150,6 +139,16 @@ def _params_file(path: Path, models_dir: Path) -> Path:
     params["td3_driver"]["ros__parameters"]["models_dir"] = str(models_dir)
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+@contextlib.contextmanager
+def _launch(ws: Workspace, tmp: Path, package: str, launch_file: str, *arguments: str):
+    """`ros2 launch <package> <launch_file> <arguments> config_file:=<the fast settings>`."""
+    params = _params_file(tmp / "fast.yaml", tmp / "models")
+    log = tmp / f"{launch_file}.log"
+    argv = [str(ROS2), "launch", package, launch_file, *arguments, f"config_file:={params}"]
+    with command_process(argv, log, ws.env) as proc:
+        yield proc, log
 
 
 def _wait(proc: subprocess.Popen, log: Path, timeout: float = HANG_GUARD_S) -> int:
@@ -224,12 +223,11 @@ def test_colcon_build_of_a_fresh_clone_installs_the_three_ros_packages(workspace
 @pytest.fixture(scope="module")
 def trained(workspace: Workspace, tmp_path_factory) -> tuple[int, Path, Path]:
     """`ros2 launch td3_trainer train.launch.py total_steps:=150`, to its end: status, checkpoint, log."""
-    ws = _built(workspace)
     tmp = tmp_path_factory.mktemp("train")
-    params = _params_file(tmp / "fast.yaml", tmp / "models")
-    log = tmp / "train.log"
-    args = ["launch", "td3_trainer", "train.launch.py", "total_steps:=150", f"config_file:={params}", "run_name:=ci"]
-    with command_process([str(ROS2), *args], log, ws.env) as proc:
+    with _launch(_built(workspace), tmp, "td3_trainer", "train.launch.py", "total_steps:=150", "run_name:=ci") as (
+        proc,
+        log,
+    ):
         status = _wait(proc, log)
     return status, tmp / "models" / "ci" / "td3_scenario_0_step_150.pth", log
 
@@ -245,11 +243,7 @@ def test_train_launch_trains_and_exits_by_itself_at_the_budget(trained: tuple[in
 
 
 def test_train_launch_ends_with_status_1_when_the_trainer_fails(workspace: Workspace, tmp_path: Path):
-    ws = _built(workspace)
-    params = _params_file(tmp_path / "fast.yaml", tmp_path / "models")
-    log = tmp_path / "train.log"
-    args = ["launch", "td3_trainer", "train.launch.py", "total_steps:=-1", f"config_file:={params}"]
-    with command_process([str(ROS2), *args], log, ws.env) as proc:
+    with _launch(_built(workspace), tmp_path, "td3_trainer", "train.launch.py", "total_steps:=-1") as (proc, log):
         status = _wait(proc, log)
     text = log.read_text()
     assert status == 1, text[-4000:]
@@ -262,21 +256,15 @@ def test_train_launch_passes_its_arguments_to_the_node_parameters(
 ):
     ws = _built(workspace)
     _, checkpoint, _ = trained
-    params = _params_file(tmp_path / "fast.yaml", tmp_path / "models")
-    log = tmp_path / "train.log"
-    args = [
-        "launch",
-        "td3_trainer",
-        "train.launch.py",
+    arguments = [
         "total_steps:=100000",
-        f"config_file:={params}",
         "run_name:=resumed",
         f"resume:={checkpoint}",
         "device:=cpu",
         "simulator:=embedded",
         "rviz:=false",
     ]
-    with command_process([str(ROS2), *args], log, ws.env) as proc:
+    with _launch(ws, tmp_path, "td3_trainer", "train.launch.py", *arguments) as (proc, log):
         expected = {
             ("/td3_trainer", "total_steps"): "100000",
             ("/td3_trainer", "run_name"): "resumed",
@@ -348,21 +336,15 @@ def test_drive_launch_commands_at_its_rate_answers_param_get_and_brakes_on_ctrl_
 ):
     ws = _built(workspace)
     _, checkpoint, _ = trained
-    params = _params_file(tmp_path / "fast.yaml", tmp_path / "models")
-    log = tmp_path / "drive.log"
-    args = [
-        "launch",
-        "td3_driver",
-        "drive.launch.py",
+    arguments = [
         f"checkpoint:={checkpoint}",
         f"rate_hz:={RATE_HZ}",
-        f"config_file:={params}",
         "device:=cpu",
         "watch:=true",
         "role_name:=ego_vehicle",
         "rviz:=true",
     ]
-    with command_process([str(ROS2), *args], log, ws.env) as proc:
+    with _launch(ws, tmp_path, "td3_driver", "drive.launch.py", *arguments) as (proc, log):
         assert commands.spin_until(lambda: _driving(commands) or proc.poll() is not None, HANG_GUARD_S), (
             log.read_text()[-4000:]
         )
