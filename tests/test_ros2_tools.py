@@ -202,6 +202,8 @@ def test_colcon_build_of_a_fresh_clone_installs_the_three_ros_packages(workspace
     for package, names in executables.items():
         assert (index / package).is_file(), f"no ament index entry for {package}"
         share = ws.install / "share" / package
+        # Its own manifest, not a copy of td3_drive's.
+        assert f"<name>{package}</name>" in (share / "package.xml").read_text()
         for config in ("trainer.yaml", "driver.yaml", "simulator.yaml"):
             assert (share / "config" / config).is_file(), f"{package}: config/{config} not installed"
         for launch_file in launch_files[package]:
