@@ -283,6 +283,17 @@ def test_train_launch_passes_its_arguments_to_the_node_parameters(
     assert status == 0, log.read_text()[-4000:]
 
 
+def test_train_launch_with_carla_passes_the_tick_and_starts_no_embedded_simulator(workspace: Workspace, tmp_path: Path):
+    """simulator:=carla where no bridge is installed: the trainer alone, told the bridge's tick."""
+    ws = _built(workspace)
+    arguments = ["simulator:=carla", "fixed_delta_seconds:=0.04", "role_name:=hero", "total_steps:=100"]
+    with _launch(ws, tmp_path, "td3_trainer", "train.launch.py", *arguments) as (proc, log):
+        assert _param(ws.env, "/td3_trainer", "fixed_delta_seconds", proc, log) == "0.04"
+        assert _param(ws.env, "/td3_trainer", "role_name", proc, log) == "hero"
+        assert "simulator_node" not in log.read_text()
+        assert _ctrl_c(proc, log) == 0, log.read_text()[-4000:]
+
+
 # ------------------------------------------------------------------------------ ros2 launch: driving
 
 

@@ -31,10 +31,12 @@ export CMAKE_PREFIX_PATH="$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export PATH="$venv/bin:$PATH"
 export LD_LIBRARY_PATH="$venv/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-# package, its source folder, the module that shows it is built
-for entry in "carla_msgs $repo/interfaces/carla_msgs carla_msgs.msg" "td3_drive $repo td3_drive.srv"; do
+# package, its source folder, the module that shows it is there. carla_msgs may come from
+# elsewhere (a real one); td3_drive's interfaces are this repository's and always rebuilt
+# (incrementally), so that a changed .msg/.srv takes effect.
+for entry in "carla_msgs $repo/interfaces/carla_msgs carla_msgs.msg" "td3_drive $repo -"; do
   read -r pkg source module <<< "$entry"
-  if "$python" -c "import $module" 2>/dev/null; then
+  if [ "$module" != - ] && "$python" -c "import $module" 2>/dev/null; then
     echo "[build_interfaces] $pkg already importable, skipping"
     continue
   fi
