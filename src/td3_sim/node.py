@@ -37,7 +37,7 @@ still starting (the initial frame is published at start; a reset gives a fresh o
 timer ticks at publish_rate_hz with the latest control. All callbacks run on one thread
 (single-threaded executor), so ticks never interleave.
 
-Service /carla/<role>/reset (td3_drive_msgs/srv/ResetEpisode): respawn at the start of the
+Service /carla/<role>/reset (td3_drive/srv/ResetEpisode): respawn at the start of the
 route, standing (seed >= 0: new procedural track from the seed / spawn point on the loop),
 republish the waypoints and one tick of sensor messages for a new frame, then answer with that
 frame number. A non-finite control is treated as full brake and logged, never a crash.
@@ -73,7 +73,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header
-from td3_drive_msgs.srv import ResetEpisode
+from td3_drive.srv import ResetEpisode
 
 from td3_sim.messages import image_msg, odometry_msg, route_msg, stamp_of, yaw_quaternion
 from td3_sim.world import CollisionEvent, ConfigError, LaneInvasionEvent, SimConfig, SimWorld

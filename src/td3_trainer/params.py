@@ -152,7 +152,7 @@ PARAMS: tuple[Param, ...] = (
     Param("odometry_wait_s", 0.1, "seconds an image waits for the odometry of its stamp", _non_negative),
     Param("fixed_delta_seconds", 0.05, "simulator tick; stamps further apart than 1.5 ticks are a drop", _below_one_s),
     Param(
-        "reset_service", "/carla/{role_name}/reset", "episode reset service (td3_drive_msgs/srv/ResetEpisode); ''=none"
+        "reset_service", "/carla/{role_name}/reset", "episode reset service (td3_drive/srv/ResetEpisode); ''=none"
     ),
     Param("reset_timeout_s", 10.0, "seconds to wait for the reset service's answer before asking again", _positive),
     Param(
