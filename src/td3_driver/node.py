@@ -235,6 +235,8 @@ class DriverNode(Node):
             identity = identity or CheckpointId.of(path)
         except (CheckpointError, OSError) as error:
             raise ParamError("checkpoint", f"{p.checkpoint!r} is unusable: {error}") from error
+        except Exception as error:  # whatever else a file can provoke: the documented refusal, not a traceback
+            raise ParamError("checkpoint", f"{p.checkpoint!r} is unusable: {type(error).__name__}: {error}") from error
         meta = self.runner.meta
         self.checkpoint = identity
 
