@@ -239,6 +239,17 @@ def largest_gap_s(published_ns: list[int]) -> float:
     return max((b - a for a, b in itertools.pairwise(ordered)), default=0) / 1e9
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
 def in_range(msg) -> bool:
     values = (msg.steer, msg.throttle, msg.brake)
     finite = all(math.isfinite(v) for v in values)
@@ -273,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         fuzzer = Fuzzer(rng)
         started = time.monotonic()
-        gap, frozen_commands, frozen_brakes = 0.0, 0, 0
+        gap, frozen_commands, frozen_brakes, peak_mb = 0.0, 0, 0, 0.0
         try:
             deadline = time.monotonic() + 60.0
             while not fuzzer.commands and time.monotonic() < deadline and driver.poll() is None:
@@ -310,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             if during < 0.5 * RATE_HZ * fuzz_seconds:
                 failures.append(f"only {during} commands in {fuzz_seconds:.1f} s of fuzzing (rate {RATE_HZ:g} Hz)")
         finally:
+            peak_mb = peak_rss_mb(driver.pid)
             if driver.poll() is None:
                 os.killpg(driver.pid, signal.SIGINT)
             try:
@@ -331,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "fuzz_seconds": round(fuzz_seconds, 1),
         "out_of_range": out_of_range,
         "largest_command_gap_s": round(gap, 3),
+        "driver_peak_rss_mb": peak_mb,
         "frozen_commands_judged": frozen_commands,
         "frozen_safety_brakes": frozen_brakes,
         "crashes": int(not alive or code != 0),
@@ -341,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"fuzz_driver: {result['inputs_tried']} inputs tried, {result['commands_received']} commands, "
         f"{out_of_range} out of range, largest gap {gap:.3f} s, frozen camera {frozen_brakes}/{frozen_commands} "
-        f"brakes, {result['crashes']} crashes, {len(failures)} failures"
+        f"brakes, driver peak memory {peak_mb} MB, {result['crashes']} crashes, {len(failures)} failures"
     )
     return 1 if failures else 0
 

@@ -37,6 +37,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image
@@ -96,6 +97,8 @@ CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=Rel
 TWIST_MAX_LON_ACCELERATION = 10.0  # carla_twist_to_control's MAX_LON_ACCELERATION: linear.x at throttle 1
 COMMANDER_CHECK_PERIOD_S = 0.5
 SHUTDOWN_WAIT_S = 10.0
+# A PoseStamped is 72 bytes in CDR with a 3-letter frame_id; room for frame_ids of ~130 characters.
+ROUTE_BYTES_PER_POINT = 200
 EXECUTOR_THREADS = 4  # one per callback group: commands, camera, odometry/route, hot reload
 
 
@@ -303,12 +306,15 @@ class DriverNode(Node):
         if self.inputs.needs_vector:
             subscriptions += [
                 ("odometry", Odometry, self._on_odometry, SENSOR_QOS, self._state_group),
-                ("waypoints", Path, self._on_route, ROUTE_QOS, self._state_group),
+                ("waypoints", Path, self._on_route_bytes, ROUTE_QOS, self._state_group),
             ]
             if p.use_speedometer:
                 subscriptions.append(("speedometer", Float32, self._on_speed, SENSOR_QOS, self._state_group))
         for name, msg_type, callback, qos, group in subscriptions:
-            subscription = self.create_subscription(msg_type, self.topics[name], callback, qos, callback_group=group)
+            raw = callback == self._on_route_bytes  # sized before it is deserialized
+            subscription = self.create_subscription(
+                msg_type, self.topics[name], callback, qos, callback_group=group, raw=raw
+            )
             self.topics[name] = subscription.topic_name  # as remapped: what logs should name
         self.create_subscription(ClockMsg, "/clock", self._on_clock, CLOCK_QOS, callback_group=self._control_group)
         for name, publisher in (("command", self._command_pub), ("twist", self._twist_pub)):
@@ -439,6 +445,23 @@ class DriverNode(Node):
             self.inputs.set_speed(msg)
         except InvalidMessageError as error:
             self._drop("speedometer", error)
+
+    def _on_route_bytes(self, data: bytes) -> None:
+        """A route too large for max_route_points is dropped before rclpy builds its message
+        objects (for 100,000 points that alone takes seconds); the rest is deserialized here."""
+        limit = self.params.max_route_points * ROUTE_BYTES_PER_POINT + 4096
+        if len(data) > limit:
+            error = ValueError(
+                f"route of {len(data)} bytes: more than max_route_points {self.params.max_route_points} can take"
+            )
+            self._drop("waypoints", error, log_key="waypoints_size")
+            return
+        try:
+            msg = deserialize_message(data, Path)
+        except Exception as error:  # whatever the bytes are, the node carries on
+            self._drop("waypoints", ValueError(f"undecodable route: {type(error).__name__}: {error}"))
+            return
+        self._on_route(msg)
 
     def _on_route(self, msg: Path) -> None:
         if len(msg.poses) > self.params.max_route_points:
