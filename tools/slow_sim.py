@@ -16,11 +16,9 @@ staleness while every frame arrived, or its command rate fell below half the con
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,18 +31,6 @@ STARTUP_S = 90.0
 
 def _hogs(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-
-
-def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> int:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            return proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from td3_bringup.graph import driver_node, repo_config_dir, simulator_node
     from td3_bringup.observer import BackgroundNode
-    from td3_bringup.runner import start_node
+    from td3_bringup.runner import start_node, stop_processes
     from tools.fuzz_driver import ROLE, is_safety_brake, largest_gap_s, write_checkpoint
 
     commands: list[tuple[int, bool]] = []  # (source timestamp ns, safety brake)
@@ -129,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 hog.kill()
                 hog.wait()
             watcher.close()
-            codes = {"driver": _stop(driver), "simulator": _stop(sim)}
+            stop_processes([driver, sim])  # SIGINT, then SIGKILL after the grace period
+            codes = {"driver": driver.returncode, "simulator": sim.returncode}
     if result["safety_brakes"] or result["stale_events"]:
         failures.append(f"{result['safety_brakes']} safety brakes, {result['stale_events']} stale events")
     if result["command_rate_hz"] < 0.5 * RATE_HZ:
