@@ -330,7 +330,6 @@ class DriverNode(Node):
             route_topic=self.topics["waypoints"],
             watchdog_timeout=p.watchdog_timeout,
         )
-        self._other_commanders_log = StateLog(p.log_throttle_s, clock)
 
         self.watcher = None
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # the watchdog must run even if sim time stops
