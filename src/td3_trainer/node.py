@@ -268,6 +268,11 @@ class TrainerNode(Node):
                 self.log.info(f"replay buffer restored: {len(self.buffer)} transitions")
             except ValueError as error:  # e.g. another buffer_size: the agent still resumes
                 self.log.warning(f"replay buffer next to {resumed.path} not restored ({error}): starting empty")
+        elif resumed.replay_problem:
+            self.log.error(
+                f"replay buffer not restored: {resumed.replay_problem}; networks, optimizers and counters are "
+                f"resumed from {resumed.path}, the buffer starts empty"
+            )
         elif self.params.save_replay_buffer:
             self.log.warning(f"no replay buffer saved next to {resumed.path}: starting with an empty one")
 
