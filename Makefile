@@ -5,10 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.td3_drive_installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup ros2-tools demo test lint bench clean
 
 # Virtual environment with pinned wheels, the generated interface packages, and this package.
-$(STAMP): requirements.txt setup.py tools/build_interfaces.sh $(wildcard interfaces/*/msg/*.msg interfaces/*/srv/*.srv)
+$(STAMP): requirements.txt setup.py CMakeLists.txt package.xml tools/build_interfaces.sh $(wildcard msg/*.msg srv/*.srv interfaces/*/msg/*.msg)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -22,7 +22,17 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/td3-demo
 
-test: $(STAMP)
+# ros2 (launch, run, param, ...) and colcon for tests/test_ros2_tools.py, from the wheels beside
+# the clone (CI has them there); without that folder those tests skip, saying what is missing.
+ROS2_TOOLS ?= ../shared/ros2-tools
+ROS2_STAMP := $(VENV)/.ros2_tools_installed
+$(ROS2_STAMP): $(STAMP) $(wildcard $(ROS2_TOOLS)/install.sh $(ROS2_TOOLS)/wheels/*.whl)
+	$(ROS2_TOOLS)/install.sh $(VENV)
+	touch $@
+
+ros2-tools: $(if $(wildcard $(ROS2_TOOLS)/install.sh),$(ROS2_STAMP))
+
+test: $(STAMP) ros2-tools
 	$(BIN)/ruff check src tests bench tools launch setup.py
 	$(BIN)/python -m pytest -q
 
@@ -35,4 +45,4 @@ bench: $(VENV)/.bench_installed
 	$(BIN)/python -m bench.run_all --out bench-results.json
 
 clean:
-	rm -rf build $(VENV) .pytest_cache .ruff_cache
+	rm -rf build install log $(VENV) .pytest_cache .ruff_cache

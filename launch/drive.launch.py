@@ -17,8 +17,8 @@ from td3_bringup.graph import driving_graph
 from td3_bringup.launch_support import (
     carla_bridge_actions,
     declare_common_arguments,
+    graph_actions,
     launch_value,
-    node_actions,
     rviz_action,
 )
 
@@ -43,7 +43,7 @@ def _launch_setup(context, *args, **kwargs):
     simulator = value("simulator")
     extra = (Path(value("config_file")),) if value("config_file") else ()
     specs = driving_graph(share / "config", simulator, driver, {"role_name": value("role_name")}, extra)
-    actions = node_actions(specs, Node)
+    actions = graph_actions(specs, Node)
     if simulator == "carla":
         actions += carla_bridge_actions(context, synchronous=False)
     if value("rviz").lower() == "true":

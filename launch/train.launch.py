@@ -18,8 +18,8 @@ from td3_bringup.graph import training_graph
 from td3_bringup.launch_support import (
     carla_bridge_actions,
     declare_common_arguments,
+    graph_actions,
     launch_value,
-    node_actions,
     rviz_action,
 )
 
@@ -46,7 +46,7 @@ def _launch_setup(context, *args, **kwargs):
         trainer.update(TRAINER_FOR_CARLA)  # resets through set_transform + goal: the bridge has no reset service
     extra = (Path(value("config_file")),) if value("config_file") else ()
     specs = training_graph(share / "config", simulator, trainer, {"role_name": value("role_name")}, extra)
-    actions = node_actions(specs, Node)
+    actions = graph_actions(specs, Node)
     if simulator == "carla":
         actions += carla_bridge_actions(context, synchronous=True)
     if value("rviz").lower() == "true":

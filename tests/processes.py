@@ -17,13 +17,23 @@ def node_process(
     args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen]:
     """Run `python -m <args>` in its own process group; SIGINT, then SIGKILL, on exit."""
+    with command_process([sys.executable, *args], log_path, {**os.environ, **(env or {})}) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def command_process(argv: Sequence[str], log_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """Run `argv` with exactly `env` in its own process group, with SIGINT at its default
+    disposition as a terminal gives it (a non-interactive shell's background jobs ignore it);
+    SIGINT, then SIGKILL, on exit."""
     log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
-        [sys.executable, *args],
+        list(argv),
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env=env,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         yield proc

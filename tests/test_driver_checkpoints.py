@@ -179,13 +179,14 @@ def test_unsupported_format_version(tmp_path: Path, version):
 
 
 def _nan_for_every_input(policy) -> None:
-    """Finite weights whose activations overflow: h = 3e38, then 2h - 2h = inf - inf = NaN."""
+    """Weights within the schema's magnitude bound (1e6) whose activations still overflow: the
+    CNN's biases grow through each layer to inf in float32, then inf - inf = NaN in fc2."""
     with torch.no_grad():
-        policy.actor.fc2.weight.zero_()
-        policy.actor.fc2.bias.fill_(3e38)
-        policy.actor.fc3.weight.zero_()
-        policy.actor.fc3.weight[0, 0] = 2.0
-        policy.actor.fc3.weight[0, 1] = -2.0
+        for parameter in policy.actor_cnn.parameters():
+            parameter.fill_(1e6)
+        policy.actor.fc1.weight.fill_(1e6)
+        policy.actor.fc2.weight[:, 0::2] = 1e6
+        policy.actor.fc2.weight[:, 1::2] = -1e6
 
 
 def test_policy_nan_on_a_neutral_observation_is_refused(tmp_path: Path):

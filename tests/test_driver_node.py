@@ -18,13 +18,14 @@ import importlib
 import math
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path as FsPath
 
 import numpy as np
 import pytest
 import rclpy
 import torch
+from builtin_interfaces.msg import Time
 from carla_msgs.msg import CarlaEgoVehicleControl
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
@@ -87,7 +88,9 @@ class Probe:
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name.startswith("td3_driver"):
-                self.diagnostics.append({"message": status.message, **{kv.key: kv.value for kv in status.values}})
+                values = {kv.key: kv.value for kv in status.values}
+                level = int.from_bytes(status.level, "little")
+                self.diagnostics.append({"message": status.message, "level": level, **values})
 
     def spin_for(self, seconds: float, every: Callable[[], None] | None = None, period: float = 0.05) -> None:
         """Spin (calling `every` each period, e.g. to publish a frame) for `seconds`."""
@@ -120,13 +123,20 @@ class Probe:
         self.node.destroy_node()
 
 
-@pytest.fixture
-def probe():
+def running_probe() -> Iterator[Probe]:
+    """The body of the `probe` fixture (other test modules make theirs from it)."""
     rclpy.init()
     probe = Probe()
-    yield probe
-    probe.close()
-    rclpy.shutdown()
+    try:
+        yield probe
+    finally:
+        probe.close()
+        rclpy.shutdown()
+
+
+@pytest.fixture
+def probe():
+    yield from running_probe()
 
 
 def _driver_args(checkpoint: FsPath, /, **overrides) -> list[str]:
@@ -156,7 +166,13 @@ def _image(value: int | None = None, encoding: str = "mono8", width: int = 64, h
     data = pixels.tobytes() if pixels is not None else bytes([value]) * (height * width * channels)
     msg = Image(height=height, width=width, encoding=encoding, step=width * channels, data=data)
     msg.header.frame_id = f"{ROLE}/rgb_front"
+    msg.header.stamp = _now()  # a new frame: its stamp advances (a repeated stamp is a frozen camera)
     return msg
+
+
+def _now() -> Time:
+    seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    return Time(sec=seconds, nanosec=nanoseconds)
 
 
 def _bad_images() -> list[Image]:
@@ -185,6 +201,7 @@ def _route() -> Path:
 def _odometry(x: float = 1.0, speed: float = 3.0) -> Odometry:
     odometry = Odometry()
     odometry.header.frame_id = "map"
+    odometry.header.stamp = _now()
     odometry.pose.pose.position.x = x
     odometry.pose.pose.orientation.w = 1.0
     odometry.twist.twist.linear.x = speed
@@ -200,6 +217,19 @@ def _fail(message: str, log_path: FsPath) -> None:
 
 
 # ----------------------------------------------------------------------------- 1. with the simulator
+
+
+def record_driving(
+    probe: Probe, sim_proc: subprocess.Popen, driver: subprocess.Popen, driver_log: FsPath, seconds: float = 3.0
+) -> tuple[list[CarlaEgoVehicleControl], list[Odometry], float]:
+    """Wait for the first driving command, then record `seconds` of commands and odometry."""
+    driving = lambda: any(msg.throttle > 0.5 for _, msg in probe.commands)  # noqa: E731
+    if not probe.spin_until(driving, STARTUP_S):
+        _fail(f"no driving command (simulator exit {sim_proc.poll()}, driver exit {driver.poll()})", driver_log)
+    start = time.monotonic()
+    first_odometry = len(probe.odometry)
+    probe.spin_for(seconds)
+    return probe.commands_since(start), probe.odometry[first_odometry:], time.monotonic() - start
 
 
 def _simulator_available() -> str | None:
@@ -225,19 +255,11 @@ def test_drives_the_embedded_simulator(tmp_path: FsPath, probe: Probe, sync: boo
         node_process(sim, tmp_path / "simulator.log") as sim_proc,
         node_process(_driver_args(checkpoint), driver_log) as driver,
     ):
-        driving = lambda: any(msg.throttle > 0.5 for _, msg in probe.commands)  # noqa: E731
-        if not probe.spin_until(driving, STARTUP_S):
-            _fail(f"no driving command (simulator exit {sim_proc.poll()}, driver exit {driver.poll()})", driver_log)
-        start = time.monotonic()
-        first_odometry = len(probe.odometry)
-        probe.spin_for(3.0)
-        received = probe.commands_since(start)
-        elapsed = time.monotonic() - start
+        received, moved, elapsed = record_driving(probe, sim_proc, driver, driver_log)
         achieved = len(received) / elapsed
         assert abs(achieved - RATE_HZ) <= 0.5 * RATE_HZ, f"{achieved:.1f} commands/s, configured {RATE_HZ}"
         assert all(_in_range(msg) for msg in received)
         assert sum(msg.throttle > 0.5 and msg.brake == 0.0 for msg in received) > 0.8 * len(received)
-        moved = probe.odometry[first_odometry:]
         assert len(moved) >= 2, "no odometry from the simulator"
         start_p, end_p = moved[0].pose.pose.position, moved[-1].pose.pose.position
         distance = math.hypot(end_p.x - start_p.x, end_p.y - start_p.y)
@@ -329,15 +351,16 @@ def test_brakes_without_valid_inputs_and_survives_bad_messages(tmp_path: FsPath,
 
 
 def _nan_on_bright_frames(policy) -> None:
-    """Finite weights: activations are 0 on black frames, overflow to inf - inf = NaN otherwise."""
+    """Weights within the schema's magnitude bound (1e6): activations are 0 on black frames and
+    grow layer by layer to inf otherwise, then inf - inf = NaN."""
     with torch.no_grad():
         cnn = policy.actor_cnn
         for conv in (cnn.features[0], cnn.features[3], cnn.features[6]):
-            conv.weight.fill_(0.01)
+            conv.weight.fill_(1e6)
             conv.bias.zero_()
-        cnn.fc.weight.fill_(0.01)
+        cnn.fc.weight.fill_(1e6)
         cnn.fc.bias.zero_()
-        policy.actor.fc1.weight.fill_(3e38)
+        policy.actor.fc1.weight.fill_(1e6)
         policy.actor.fc2.weight[:, 0::2] = 1.0
         policy.actor.fc2.weight[:, 1::2] = -1.0
 

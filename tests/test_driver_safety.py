@@ -25,7 +25,7 @@ from td3_core.vector_state import ObservationConfig
 from td3_driver.node import DriverInputs, InvalidMessageError, twist_from_command
 from td3_driver.params import PARAMS, ParamError, validate
 from td3_driver.policy_runner import DeviceError, PolicyError, PolicyRunner, select_device
-from td3_driver.safety import BrakeReason, LogEvent, SafetyGate, StateLog, ThrottledLog
+from td3_driver.safety import Arrival, BrakeReason, LogEvent, SafetyGate, StateLog, ThrottledLog
 
 from .checkpoint_factory import small_architecture
 
@@ -150,6 +150,106 @@ def test_a_stale_camera_is_reported_before_odometry():
 def test_gate_refuses_a_non_positive_timeout():
     with pytest.raises(ValueError, match="stale_timeout"):
         SafetyGate(stale_timeout=0.0, needs_vector=False)
+
+
+# ----------------------------------------------------------------------------- stamps and simulation time
+
+
+def test_a_frozen_camera_is_stale_although_its_frames_keep_arriving():
+    clock = FakeClock()
+    gate = _gate(clock)
+    assert gate.frame_received(10.0) is Arrival.FIRST
+    for _ in range(20):  # the same frame, re-sent at 20 Hz for a second
+        clock.advance(0.05)
+        assert gate.frame_received(10.0) is Arrival.REPEATED
+    decision = gate.decide([0.0, 0.5])
+    assert decision.reason is BrakeReason.STALE_FRAME
+    assert "20 repeated its stamp" in decision.detail and "1.00 s ago" in decision.detail
+    assert gate.frame_received(10.05) is Arrival.ADVANCED  # it moves again: fresh at once
+    assert gate.decide([0.0, 0.5]).reason is None
+
+
+def test_stamps_that_go_back_or_jump_start_a_new_history_and_count_as_new():
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.frame_received(50.0)
+    assert gate.frames.classify(50.05) is Arrival.ADVANCED
+    assert gate.frames.classify(2.0) is Arrival.BACKWARDS  # a restarted simulator
+    assert gate.frames.classify(50.0 + TIMEOUT + 0.01) is Arrival.JUMPED  # frames lost in between
+    clock.advance(0.2)
+    assert gate.frame_received(2.0) is Arrival.BACKWARDS
+    assert gate.decide([0.0, 0.5]).reason is None and gate.frames.last_stamp == 2.0
+
+
+def test_a_slow_simulator_is_judged_in_simulation_time_not_wall_time():
+    """0.1x real time: a tick (dt 0.05 s) every 0.5 s of wall time, each with its frame."""
+    clock = FakeClock()
+    gate = _gate(clock)
+    sim = 100.0
+    for _ in range(20):
+        gate.clock_received(sim)
+        gate.frame_received(sim)
+        assert gate.decide([0.0, 0.5]).reason is None
+        clock.advance(0.45)  # older than stale_timeout in wall time, 0 s old in simulation time
+        assert gate.decide([0.0, 0.5]).reason is None, gate.decide([0.0, 0.5]).detail
+        sim += 0.05
+    assert gate.on_sim_time()
+
+
+def test_with_clock_alive_a_frozen_camera_is_stale_in_simulation_time():
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.clock_received(100.0)
+    gate.frame_received(100.0)
+    for tick in range(1, 8):  # the simulator goes on (real time), the camera repeats its frame
+        clock.advance(0.05)
+        gate.clock_received(100.0 + 0.05 * tick)
+        gate.frame_received(100.0)
+    decision = gate.decide([0.0, 0.5])
+    assert decision.reason is BrakeReason.STALE_FRAME and "simulation time" in decision.detail
+
+
+def test_the_wall_clock_watchdog_catches_what_simulation_time_cannot():
+    clock = FakeClock()
+    gate = _gate(clock, watchdog_timeout=1.0)
+    gate.clock_received(100.0)
+    gate.frame_received(100.0)
+    for _ in range(11):  # /clock keeps coming, but neither it nor the camera advance
+        clock.advance(0.1)
+        gate.clock_received(100.0)
+        gate.frame_received(100.0)
+    decision = gate.decide([0.0, 0.5])
+    assert decision.reason is BrakeReason.STALE_FRAME and "watchdog_timeout 1 s" in decision.detail
+    # /clock stops altogether (the simulator died): back to wall time since the last new stamp.
+    gate2 = _gate(clock)
+    gate2.clock_received(5.0)
+    gate2.frame_received(5.0)
+    clock.advance(1.5)
+    assert not gate2.on_sim_time() and gate2.decide([0.0, 0.5]).reason is BrakeReason.STALE_FRAME
+
+
+def test_frozen_odometry_is_stale_too():
+    clock = FakeClock()
+    gate = _gate(clock, needs_vector=True)
+    gate.route_received()
+    gate.odometry_received(7.0)
+    for step in range(1, 10):
+        clock.advance(0.05)
+        gate.frame_received(7.0 + 0.05 * step)
+        gate.odometry_received(7.0)
+    decision = gate.decide([0.0, 0.5])
+    assert decision.reason is BrakeReason.STALE_ODOMETRY and "repeated its stamp" in decision.detail
+
+
+def test_another_commander_brakes_first_and_names_it():
+    clock = FakeClock()
+    gate = _gate(clock)
+    gate.frame_received(1.0)
+    gate.other_commanders = ("/teleop also publishes on /carla/ego_vehicle/vehicle_control_cmd",)
+    decision = gate.decide([0.0, 0.5])
+    assert decision.reason is BrakeReason.OTHER_COMMANDER and "/teleop" in decision.detail
+    gate.other_commanders = ()
+    assert gate.decide([0.0, 0.5]).reason is None
 
 
 # ----------------------------------------------------------------------------- rate-limited logging

@@ -18,13 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = repo_config_dir()
 
 
-def _setup_ros_packages() -> dict:
-    """ROS_PACKAGES of setup.py, read without running setup()."""
-    tree = ast.parse((REPO / "setup.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ROS_PACKAGES":
-            return ast.literal_eval(node.value)
-    raise AssertionError("setup.py defines no ROS_PACKAGES")
+def _cmake_ros_packages() -> dict[str, str]:
+    """td3_ros_package(<name> ...) calls of CMakeLists.txt: package name → its arguments."""
+    calls = re.findall(r"^  td3_ros_package\((\w+)(.*?)\)$", (REPO / "CMakeLists.txt").read_text(), re.M | re.S)
+    return {name: " ".join(arguments.split()) for name, arguments in calls}
 
 
 def _all_specs() -> list[NodeSpec]:
@@ -54,11 +51,8 @@ def test_simulator_runs_synchronously_for_training_and_free_for_driving():
 @pytest.mark.parametrize("spec", _all_specs(), ids=lambda s: s.name)
 def test_every_node_has_module_executable_and_params_file(spec: NodeSpec):
     assert importlib.util.find_spec(spec.module) is not None, f"{spec.module} is not importable"
-    packages = _setup_ros_packages()
-    assert spec.executable in packages[spec.package]["executables"], "setup.py does not install the executable"
-    script = REPO / "scripts" / spec.executable
-    assert script.is_file() and script.stat().st_mode & 0o111, f"{script} missing or not executable"
-    assert f"from {spec.module} import main" in script.read_text()
+    packages = _cmake_ros_packages()
+    assert f"{spec.executable}={spec.module}" in packages[spec.package], "CMakeLists.txt does not install it"
     for params_file in spec.params_files:
         content = yaml.safe_load(params_file.read_text())
         assert spec.name in content and "ros__parameters" in content[spec.name], f"{params_file} has no {spec.name}"
@@ -85,13 +79,12 @@ def test_runner_overrides_are_typed_like_ros2_params():
         parse_overrides(["total_steps=3"])
 
 
-def test_setup_registers_each_ros_package_with_its_launch_file():
-    packages = _setup_ros_packages()
+def test_cmake_registers_each_ros_package_with_its_launch_file():
+    """tests/test_ros2_tools.py builds it and checks the install tree."""
+    packages = _cmake_ros_packages()
     assert set(packages) == {"td3_trainer", "td3_driver", "td3_sim"}
-    assert packages["td3_trainer"]["launch"] == ["launch/train.launch.py"]
-    assert packages["td3_driver"]["launch"] == ["launch/drive.launch.py"]
-    for name in packages:
-        assert (REPO / "resource" / name).is_file(), f"ament index marker resource/{name} missing"
+    assert "LAUNCH launch/train.launch.py" in packages["td3_trainer"]
+    assert "LAUNCH launch/drive.launch.py" in packages["td3_driver"]
 
 
 @pytest.mark.parametrize("launch_file", ["train.launch.py", "drive.launch.py"])
@@ -100,13 +93,14 @@ def test_launch_files_use_the_graph_definition(launch_file: str):
     ast.parse(source)
     graph_function = "training_graph" if launch_file.startswith("train") else "driving_graph"
     assert re.search(rf"from td3_bringup.graph import {graph_function}", source)
-    assert "node_actions(specs, Node)" in source
+    assert "graph_actions(specs, Node)" in source
 
 
 @pytest.mark.parametrize("launch_file", ["train.launch.py", "drive.launch.py"])
 def test_launch_files_with_launch_ros(launch_file: str):
     pytest.importorskip(
-        "launch_ros", reason="launch_ros is not on PyPI: runs on a ROS 2 install (Humble/Jazzy/Kilted) only"
+        "launch_ros",
+        reason="launch_ros is not on PyPI: ../shared/ros2-tools/install.sh (make test) or a ROS 2 install provides it",
     )
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument

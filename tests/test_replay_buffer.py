@@ -42,11 +42,14 @@ def fill(
     lengths: list[int],
     endings: list[str] | None = None,
     vector_dim: int = 3,
+    gaps: tuple[int, ...] = (),
 ) -> dict[int, Expected]:
-    """Write episodes (length = transitions) and replay them through FrameStacker.
+    """Write episodes (length = transitions) and replay them through FrameStacker, with the
+    buffer's stack fill; a transition number in `gaps` restarts the stack before it (a gap).
 
     The reward of transition k is k, so a sampled row names the transition it came from."""
-    stacker = FrameStacker(PreprocessConfig(image_size=SIZE, frame_stack=buffer.frame_stack))
+    fill = {} if buffer.fill_level is None else {"stack_fill": "constant", "fill_level": buffer.fill_level}
+    stacker = FrameStacker(PreprocessConfig(image_size=SIZE, frame_stack=buffer.frame_stack, **fill))
     expected: dict[int, Expected] = {}
     counter = transition = 0
     for episode, length in enumerate(lengths):
@@ -58,6 +61,11 @@ def fill(
         buffer.start_episode(frame, vector)
         counter += 1
         for step in range(1, length + 1):
+            if transition in gaps:  # frames lost: the stack starts again from the frame in hand
+                stacker.reset()
+                obs, numbers = stacker.push(episode_frame(episode, step - 1, counter)), [counter] * buffer.frame_stack
+                buffer.start_episode(episode_frame(episode, step - 1, counter), vector)
+                counter += 1
             next_frame = episode_frame(episode, step, counter)
             next_vector = np.full(vector_dim, counter, dtype=np.float32)
             action = np.array([transition % 7 / 7, -episode % 5 / 5], dtype=np.float32)
@@ -145,6 +153,16 @@ def test_stacks_equal_frame_stacker_over_several_episodes():
     for _ in range(20):
         seen.update(assert_matches(buffer.sample(32), expected))
     assert seen == set(expected)  # every transition was drawn at least once, all matched
+
+
+def test_constant_stack_fill_equals_frame_stacker_across_episodes_and_gaps():
+    buffer = FrameReplayBuffer(500, (SIZE, SIZE), frame_stack=4, vector_dim=3, fill_level=128)
+    expected = fill(buffer, [1, 2, 3, 5, 9, 1, 17], gaps=(6, 13, 14))
+    assert any((e.frames == 128).all(axis=(1, 2)).any() for e in expected.values())  # the fill is in there
+    seen: set[int] = set()
+    for _ in range(20):
+        seen.update(assert_matches(buffer.sample(32), expected))
+    assert seen == set(expected)
 
 
 def test_no_frame_of_another_episode_in_a_stack():

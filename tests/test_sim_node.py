@@ -16,7 +16,7 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from td3_drive_msgs.srv import ResetEpisode
+from td3_drive.srv import ResetEpisode
 
 from .processes import node_process, stop_process
 

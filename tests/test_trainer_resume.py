@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import time
@@ -22,7 +23,14 @@ from td3_core.checkpoint import (
 from td3_core.networks import Architecture
 from td3_core.preprocessing import PreprocessConfig
 from td3_core.vector_state import ObservationConfig
-from td3_trainer.checkpointing import REPLAY_SUFFIX, CheckpointManager, load_resume, locate_resume, replay_path
+from td3_trainer.checkpointing import (
+    DAMAGED_SUFFIX,
+    REPLAY_SUFFIX,
+    CheckpointManager,
+    load_resume,
+    locate_resume,
+    replay_path,
+)
 
 from .processes import node_process
 from .test_trainer_e2e import (
@@ -173,6 +181,88 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint_and_the_next_save
     third = checkpoints.save(payload(agent, config, {"env_steps": 30}), 30, None)
     assert third is not None and read_latest_pointer(tmp_path / "run") == third
     assert load_checkpoint_file(third)["extra"]["env_steps"] == 30
+
+
+class _DiskFullAfter(io.RawIOBase):
+    """A file that takes `limit` bytes, then fails like a full disk: partial writes, then ENOSPC."""
+
+    def __init__(self, raw, limit: int) -> None:
+        self.raw, self.left = raw, limit
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.left <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = self.raw.write(bytes(data)[: self.left])
+        self.left -= written
+        return written
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def test_disk_full_while_streaming_the_replay_buffer_says_no_space_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    config, agent, buffer = learner()
+    fill(buffer, 60)
+    errors: list[str] = []
+    checkpoints = manager(tmp_path / "run", errors)
+    first = checkpoints.save(payload(agent, config, {"env_steps": 10}), 10, buffer.state_dict)
+    assert first is not None
+    import td3_trainer.checkpointing as checkpointing
+
+    def nearly_full_disk(path, mode="r", *args, **kwargs):
+        raw = open(path, mode.replace("b", "") + "b", buffering=0)  # noqa: SIM115 - closed by the wrapper
+        return io.BufferedWriter(_DiskFullAfter(raw, 64 * 1024)) if "w" in mode else raw
+
+    monkeypatch.setattr(checkpointing, "open", nearly_full_disk, raising=False)
+    assert checkpoints.save(payload(agent, config, {"env_steps": 20}), 20, buffer.state_dict) is None
+    monkeypatch.undo()
+    assert len(errors) == 1 and "No space left on device" in errors[0], errors
+    assert "unexpected pos" not in errors[0]
+    assert read_latest_pointer(tmp_path / "run") == first and replay_path(first).is_file()
+    assert not list((tmp_path / "run").glob(".*tmp*")), "the cut write left its temp file"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other_format"])
+def test_resume_with_a_damaged_replay_file_restores_the_networks_and_keeps_the_file(tmp_path: Path, damage: str):
+    config, agent, buffer = learner()
+    fill(buffer, 60)
+    for _ in range(3):
+        agent.update(buffer.sample(config.batch_size))
+    saved = manager(tmp_path / "run").save(payload(agent, config, {"env_steps": 60}), 60, buffer.state_dict)
+    assert saved is not None
+    replay = replay_path(saved)
+    data = replay.read_bytes()
+    if damage == "truncated":
+        replay.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        replay.write_bytes(os.urandom(4096))
+    else:
+        torch.save({"format": "something else", "state": {}}, replay)
+    damaged = replay.read_bytes()
+    resumed = load_resume(saved, with_replay=True)
+    assert resumed.replay is None and str(replay) in resumed.replay_problem
+    kept = replay.with_name(replay.name + DAMAGED_SUFFIX)
+    assert f"kept as {kept}" in resumed.replay_problem
+    assert not replay.exists() and kept.read_bytes() == damaged, "the damaged file must be kept, not lost"
+    # The networks and optimizers resume exactly.
+    _, agent2, _ = learner(seed=99)
+    agent2.load_checkpoint_payload(resumed.checkpoint, restore_rng=True)
+    again = payload(agent2, config, {})
+    for key, value in payload(agent, config, {}).items():
+        if key.endswith("state_dict"):
+            assert_same_tensors(value, again[key], key)
+    # Pruning never deletes the kept file.
+    manager(tmp_path / "run", keep_last=1).save(payload(agent, config, {"env_steps": 70}), 70, buffer.state_dict)
+    assert kept.exists()
 
 
 def test_resume_refuses_another_architecture_naming_the_difference(tmp_path: Path):

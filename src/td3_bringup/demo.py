@@ -9,7 +9,8 @@
 3. a short report: steps, episodes, returns, distance driven, checkpoint path.
 
 Same node graph and parameter files as `ros2 launch` (td3_bringup.graph), plus
-config/demo.yaml for the short budget. Every process is stopped on exit, whatever happens.
+config/demo.yaml for the short budget. Every process is stopped on exit, whatever happens:
+Ctrl-C, SIGTERM and SIGHUP alike (exit status 128 + the signal number).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from std_msgs.msg import Float32MultiArray
 
 from td3_bringup.graph import driving_graph, repo_config_dir, training_graph
 from td3_bringup.observer import BackgroundNode
-from td3_bringup.runner import running, start_node, stop_processes
+from td3_bringup.runner import StopSignal, running, start_node, stop_on_signals, stop_processes
 from td3_trainer.monitor import labelled_values
 
 EPISODE_TOPIC = "/td3_trainer/episode"
@@ -187,11 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     # A private DDS domain on this host, so a demo never hears another graph.
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from td3_core.checkpoint import CheckpointError, load_checkpoint_file, resolve_checkpoint, validate_policy
-
     demo_file = args.demo_params or args.config_dir / "demo.yaml"
     run_name = time.strftime("demo-%Y%m%d-%H%M%S")
     log_dir = Path("runs") / run_name
+    with stop_on_signals():
+        try:
+            return _run(args, demo_file, run_name, log_dir)
+        except StopSignal as stop:
+            print(f"[demo] {signal.Signals(stop.signum).name}: stopped every node", file=sys.stderr)
+            return stop.exit_code
+
+
+def _run(args: argparse.Namespace, demo_file: Path, run_name: str, log_dir: Path) -> int:
+    from td3_core.checkpoint import CheckpointError, load_checkpoint_file, resolve_checkpoint, validate_policy
+
     role = "ego_vehicle"
     observer = Observer()
     try:

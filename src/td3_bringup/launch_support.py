@@ -48,7 +48,48 @@ def node_actions(specs: Sequence[NodeSpec], node_class) -> list:
     return [node_class(**node_kwargs(spec)) for spec in specs]
 
 
+class GraphNodeFailedError(RuntimeError):
+    """A node of the graph exited with an error status; launch answers it with exit status 1."""
+
+
+def end_graph_on_exit(node_action, name: str):
+    """td3-run's rule in launch terms: when one node of the graph exits, the whole launch ends.
+
+    Exit 0 (the trainer's step budget reached): Shutdown, and `ros2 launch` exits 0. Any other
+    status: an error that launch logs, shuts the graph down for, and exits 1 with (launch has no
+    other way to carry a status out). Exits during a shutdown already under way (Ctrl-C, or
+    another node that ended the graph) are that shutdown's consequence and change nothing.
+    """
+    from launch.actions import EmitEvent, RegisterEventHandler
+    from launch.event_handlers import OnProcessExit
+    from launch.events import Shutdown
+
+    def on_exit(event, context):
+        if context.is_shutdown:
+            return None
+        if event.returncode == 0:
+            return [EmitEvent(event=Shutdown(reason=f"{name} finished: stopping the graph"))]
+        raise GraphNodeFailedError(f"{name} exited with code {event.returncode}: stopping the graph")
+
+    return RegisterEventHandler(OnProcessExit(target_action=node_action, on_exit=on_exit))
+
+
+def graph_actions(specs: Sequence[NodeSpec], node_class) -> list:
+    """The graph's nodes, each with the handler that ends the launch when it exits."""
+    nodes = node_actions(specs, node_class)
+    return nodes + [end_graph_on_exit(node, spec.name) for node, spec in zip(nodes, specs, strict=True)]
+
+
 def rviz_action(node_class, config: Path):
+    """rviz2 with this project's display config; where rviz2 is not installed, a notice instead
+    (a missing viewer must not stop training or driving)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    from launch.actions import LogInfo
+
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        return LogInfo(msg=f"rviz:=true but rviz2 is not installed here: no viewer (its config: {config})")
     return node_class(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", str(config)], output="log")
 
 

@@ -14,6 +14,7 @@ import threading
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 
 class BackgroundNode:
@@ -21,7 +22,8 @@ class BackgroundNode:
 
     def __init__(self, name: str) -> None:
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        # The watching process's main thread owns the signals (it stops the graph it started).
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node: Node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

@@ -4,8 +4,10 @@
     td3-run drive --checkpoint latest [...]
 
 Same parameter files, parameters and remappings as the launch files (both come from
-td3_bringup.graph). Ctrl-C stops every process (SIGINT, then SIGKILL after a grace period);
-when one node exits, the others are stopped and its exit code is returned.
+td3_bringup.graph). Ctrl-C, SIGTERM (systemd, docker stop) and SIGHUP (a closed terminal) stop
+every process alike (SIGINT to each, then SIGKILL after a grace period) and the runner returns
+128 + the signal's number; when one node exits, the others are stopped and its exit code is
+returned.
 """
 
 from __future__ import annotations
@@ -21,6 +23,40 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from td3_bringup.graph import SIMULATORS, NodeSpec, ParamValue, driving_graph, repo_config_dir, training_graph
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopSignal(KeyboardInterrupt):
+    """A stop request by signal; a KeyboardInterrupt, so every Ctrl-C path handles it too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process ended by that signal
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP raise StopSignal in the main thread, once: a second signal
+    while the graph is being stopped does not cut the stopping short (which would leave nodes)."""
+    raised = False
+
+    def handler(signum: int, _frame) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise StopSignal(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def node_command(spec: NodeSpec) -> list[str]:
@@ -70,7 +106,12 @@ def running(specs: Sequence[NodeSpec], log_dir: Path | None = None) -> Iterator[
             processes.append(start_node(spec, log_dir))
         yield processes
     finally:
-        stop_processes(processes)
+        while True:
+            try:
+                stop_processes(processes)
+                break
+            except KeyboardInterrupt:  # a signal while stopping: finish stopping, leave nothing behind
+                continue
 
 
 def wait_any(processes: Sequence[subprocess.Popen], names: Sequence[str]) -> tuple[str, int]:
@@ -129,10 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs = specs_from_args(args)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     try:
-        with running(specs, args.log_dir) as processes:
+        with stop_on_signals(), running(specs, args.log_dir) as processes:
             name, code = wait_any(processes, [s.name for s in specs])
             print(f"[td3-run] {name} exited with code {code}; stopping the others", file=sys.stderr)
             return code
+    except StopSignal as stop:
+        print(f"[td3-run] {signal.Signals(stop.signum).name}: stopped every node", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -25,9 +25,17 @@ from typing import Any
 
 import torch
 
+from td3_core import legacy_formats
 from td3_core.actions import ActionConfig
 from td3_core.networks import Architecture, Policy, build_cnn, build_critic
 from td3_core.preprocessing import PreprocessConfig
+from td3_core.safe_files import (
+    MAX_CHECKPOINT_BYTES,
+    UnsafeFileError,
+    check_torch_archive,
+    open_regular,
+    read_small_text,
+)
 from td3_core.vector_state import ObservationConfig
 
 FORMAT_VERSION = 2
@@ -52,6 +60,18 @@ TARGET_KEYS = (
 )
 METADATA_KEYS = ("format_version", "architecture", "preprocessing", "observation", "action", "rng_state")
 POLICY_KEYS = ("actor_cnn_state_dict", "actor_state_dict")
+# What a file may ask to be built: generous for this project's networks, far from gigabytes.
+ARCHITECTURE_BOUNDS = (
+    ("frame_stack", 1, 32),
+    ("image_size", 1, 1024),
+    ("feature_dim", 1, 8192),
+    ("vector_dim", 0, 4096),
+    ("action_dim", 2, 2),  # (steer, acceleration): what the driver and the trainer act with
+    ("hidden_dim", 1, 8192),
+    ("cnn_dropout", 0.0, 1.0),
+)
+MAX_MODEL_PARAMETERS = 50_000_000  # policy + critic side: 200 MB per float32 copy (defaults: ~3.6 M)
+MAX_WEIGHT_MAGNITUDE = 1e6  # trained weights are O(1); beyond this float32 products overflow
 
 
 class CheckpointError(Exception):
@@ -149,7 +169,7 @@ def prune_checkpoints(run_dir: Path | str, keep_last: int) -> list[Path]:
 def read_latest_pointer(run_dir: Path) -> Path | None:
     pointer = Path(run_dir) / LATEST_POINTER
     try:
-        name = pointer.read_text().strip()
+        name = read_small_text(pointer).strip()  # never blocks on a FIFO, never reads a huge file whole
     except (OSError, UnicodeDecodeError):
         return None
     if not name or "/" in name or name.startswith("."):
@@ -189,19 +209,33 @@ def resolve_checkpoint(spec: str | Path, models_dir: Path | str = "models") -> P
 
 
 def load_checkpoint_file(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
-    """torch.load with weights_only=True; every failure becomes a CheckpointError."""
+    """torch.load with weights_only=True of a bounded regular file; every failure is a CheckpointError."""
     path = Path(path)
     try:
         if not path.exists():
             raise CheckpointError(f"checkpoint '{path}' does not exist")
         if path.is_dir():
             raise CheckpointError(f"checkpoint '{path}' is a directory, not a file")
-        if path.stat().st_size == 0:
-            raise CheckpointError(f"checkpoint '{path}' is empty")
+        handle = open_regular(path, MAX_CHECKPOINT_BYTES)
     except OSError as error:
         raise CheckpointError(f"cannot read checkpoint '{path}': {error}") from error
+    with handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise CheckpointError(f"checkpoint '{path}' is empty")
+        return _load_archive(handle, path, map_location)
+
+
+def _load_archive(handle, path: Path, map_location: str | torch.device) -> dict:
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        check_torch_archive(handle, path)
+    except UnsafeFileError as error:
+        raise CheckpointError(f"checkpoint refused: {error}") from error
+    except (zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated: {error}") from error
+    except ValueError as error:  # not a zip archive at all
+        raise CheckpointError(f"checkpoint '{path}': {error}") from error
+    try:
+        data = torch.load(handle, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
@@ -214,7 +248,17 @@ def load_checkpoint_file(path: Path | str, map_location: str | torch.device = "c
         raise CheckpointError(f"checkpoint '{path}' could not be loaded: {type(error).__name__}: {error}") from error
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(data).__name__}, expected a dict")
-    return data
+    return unify_original_system(data, path)
+
+
+def unify_original_system(ckpt: dict, path: Path | None = None) -> dict:
+    """An av_td3_system file → our format 2 (td3_core.legacy_formats); any other payload unchanged."""
+    if not legacy_formats.is_original_system(ckpt):
+        return ckpt
+    try:
+        return legacy_formats.unify(ckpt, path)
+    except legacy_formats.OriginalFormatError as error:
+        raise CheckpointError(f"checkpoint '{path}': {error}") from error
 
 
 def _state_dict(ckpt: Mapping, key: str, where: str) -> Mapping[str, torch.Tensor]:
@@ -245,8 +289,9 @@ def read_metadata(ckpt: Mapping, path: Path | None = None) -> CheckpointMeta:
             preprocess = PreprocessConfig.from_dict(ckpt["preprocessing"])
             observation = ObservationConfig.from_dict(ckpt["observation"])
             action = ActionConfig.from_dict(ckpt["action"])
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{where}: invalid metadata: {error}") from error
+    except (TypeError, ValueError, OverflowError, AttributeError, IndexError, KeyError) as error:
+        raise CheckpointError(f"{where}: invalid metadata: {type(error).__name__}: {error}") from error
+    check_architecture(arch, where)
     if (preprocess.frame_stack, preprocess.image_size) != (arch.frame_stack, arch.image_size):
         raise CheckpointError(f"{where}: preprocessing {preprocess} does not match architecture {arch}")
     if observation.vector_dim != arch.vector_dim:
@@ -281,6 +326,30 @@ def _legacy_architecture(ckpt: Mapping, where: str) -> Architecture:
     )
 
 
+def check_architecture(arch: Architecture, where: str) -> None:
+    """Fields in range and networks of a bounded size, decided before a byte of them is allocated."""
+    problems = [
+        f"{name} {value!r} not in [{low}, {high}]"
+        for name, low, high in ARCHITECTURE_BOUNDS
+        if not low <= (value := getattr(arch, name)) <= high
+    ]
+    if problems:
+        raise CheckpointError(f"{where}: architecture out of range: {'; '.join(problems)}")
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            parameters = sum(
+                p.numel() for module in (Policy(arch), build_cnn(arch), build_critic(arch)) for p in module.parameters()
+            )
+    except Exception as error:  # any field the network constructors refuse
+        problem = f"{type(error).__name__}: {error}"
+        raise CheckpointError(f"{where}: architecture {arch} cannot be built: {problem}") from error
+    if parameters > MAX_MODEL_PARAMETERS:
+        raise CheckpointError(
+            f"{where}: architecture {arch} has {parameters:,} parameters, "
+            f"more than the {MAX_MODEL_PARAMETERS:,} allowed"
+        )
+
+
 def check_state_dict(module: torch.nn.Module, state: Mapping, name: str, where: str) -> None:
     """Same keys, shapes and floating dtypes as `module`, all values finite."""
     expected = module.state_dict()
@@ -300,8 +369,15 @@ def check_state_dict(module: torch.nn.Module, state: Mapping, name: str, where: 
             )
         if not tensor.is_floating_point():
             raise CheckpointError(f"{where}: '{name}.{key}' has dtype {tensor.dtype}, expected floating point")
-        if not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{where}: '{name}.{key}' contains NaN or inf")
+        check_values(tensor.to(reference.dtype), f"{where}: '{name}.{key}'")
+
+
+def check_values(tensor: torch.Tensor, what: str) -> None:
+    """Finite and of a sane magnitude in the dtype the network computes in (after conversion)."""
+    if not torch.isfinite(tensor).all():
+        raise CheckpointError(f"{what} contains NaN or inf (in {tensor.dtype})")
+    if tensor.numel() and tensor.abs().max() > MAX_WEIGHT_MAGNITUDE:
+        raise CheckpointError(f"{what} holds values beyond ±{MAX_WEIGHT_MAGNITUDE:g}")
 
 
 def validate_policy(ckpt: Mapping, path: Path | None = None) -> CheckpointMeta:

@@ -1,8 +1,13 @@
 """The one image pipeline of the project: camera message → 84x84 grayscale → stack of 4.
 
 Frames are kept as uint8 all the way into the replay buffer and the driver's input tensor; the
-scaling to [0, 1] happens on the device in `scale_frames`, the first step of every network
-forward pass. The trainer and the driver both call these functions and nothing else.
+scaling to the network's input range ([0, 1] for ours, [-1, 1] for the original system's
+encoders) happens on the device in `scale_frames`, the first step of every network forward
+pass. The trainer and the driver both call these functions and nothing else.
+
+The stack fill at episode start is part of the checkpoint's profile: ours repeats the first
+frame; the original system starts from zero-valued frames, which in [-1, 1] is mid-grey (stored
+as grey level 128, the uint8 nearest to 127.5: half a grey level from the original's 0.0).
 """
 
 from __future__ import annotations
@@ -16,25 +21,40 @@ import torch
 
 from td3_core.image_codec import gray_from_image_msg
 
+INPUT_RANGES = ("unit", "symmetric")  # [0, 1] and [-1, 1]
+STACK_FILLS = ("first_frame", "constant")
+PROFILE_FIELDS = ("stack_fill", "fill_level")  # set by a checkpoint's metadata, never by a parameter
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
     image_size: int = 84  # output frames are image_size x image_size
     frame_stack: int = 4  # frames per observation, oldest first
+    stack_fill: str = "first_frame"  # episode start: repeat the first frame, or constant fill_level frames
+    fill_level: int = 0  # grey level of the constant frames
 
     def __post_init__(self) -> None:
+        if self.stack_fill not in STACK_FILLS:
+            raise ValueError(f"stack_fill must be one of {', '.join(STACK_FILLS)}, got {self.stack_fill!r}")
+        if not 0 <= self.fill_level <= 255:
+            raise ValueError(f"fill_level must be in 0..255, got {self.fill_level}")
         if not 8 <= self.image_size <= 512:
             raise ValueError(f"image_size must be in 8..512, got {self.image_size}")
         if not 1 <= self.frame_stack <= 16:
             raise ValueError(f"frame_stack must be in 1..16, got {self.frame_stack}")
+
+    @property
+    def constant_fill(self) -> int | None:
+        """The grey level of the frames before an episode's first one, or None: the first repeated."""
+        return self.fill_level if self.stack_fill == "constant" else None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> PreprocessConfig:
-        known = {k: int(v) for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        fields = cls.__dataclass_fields__
+        return cls(**{k: (str(v) if k == "stack_fill" else int(v)) for k, v in values.items() if k in fields})
 
 
 @lru_cache(maxsize=16)
@@ -69,7 +89,7 @@ def frame_from_image_msg(msg, config: PreprocessConfig) -> np.ndarray:
 
 
 class FrameStacker:
-    """Keeps the last `frame_stack` frames; the first frame of an episode fills the stack."""
+    """Keeps the last `frame_stack` frames; at episode start the stack is filled as configured."""
 
     def __init__(self, config: PreprocessConfig) -> None:
         self.config = config
@@ -81,7 +101,11 @@ class FrameStacker:
     def push(self, frame: np.ndarray) -> np.ndarray:
         """Add a frame; returns the (frame_stack, size, size) uint8 stack, oldest first."""
         if not self._frames:
-            self._frames.extend([frame] * self.config.frame_stack)
+            if self.config.constant_fill is not None:
+                self._frames.extend([np.full_like(frame, self.config.constant_fill)] * (self.config.frame_stack - 1))
+                self._frames.append(frame)
+            else:
+                self._frames.extend([frame] * self.config.frame_stack)
         else:
             self._frames.append(frame)
         return self.stacked()
@@ -95,10 +119,13 @@ class FrameStacker:
         return len(self._frames)
 
 
-def scale_frames(frames: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 stacks → float32 in [0, 1] on the frames' device; the networks' input scaling.
+def scale_frames(frames: torch.Tensor, out: torch.Tensor | None = None, input_range: str = "unit") -> torch.Tensor:
+    """uint8 stacks → float32 in [0, 1] (unit) or [-1, 1] (symmetric: (x/255 - 0.5)/0.5) on the
+    frames' device; the networks' input scaling.
 
     `out`: a float32 tensor of the same shape to write into (its layout is kept)."""
-    if out is None:
-        return frames.to(torch.float32).div_(255.0)
-    return out.copy_(frames).div_(255.0)
+    scaled = frames.to(torch.float32) if out is None else out.copy_(frames)
+    scaled.div_(255.0)
+    if input_range == "symmetric":
+        scaled.sub_(0.5).div_(0.5)
+    return scaled

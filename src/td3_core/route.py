@@ -44,6 +44,7 @@ class RouteProjection:
     lateral: float  # signed offset, + left of the route
     route_yaw: float  # direction of the route at the projection point
     remaining: float  # metres left to the end of the route
+    distance: float = 0.0  # metres from the car to the nearest route point (= |lateral| inside a segment)
 
 
 class Route:
@@ -100,6 +101,7 @@ class Route:
             lateral=lateral,
             route_yaw=float(np.arctan2(direction[1], direction[0])),
             remaining=self.length - distance_along,
+            distance=float(dist[best]),
         )
 
     def points_ahead(self, segment: int, count: int) -> np.ndarray:

@@ -51,7 +51,7 @@ class ExportablePolicy(torch.nn.Module):
         self.actor = policy.actor
 
     def forward(self, frames: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
-        features = self.actor_cnn(scale_frames(frames))
+        features = self.actor_cnn(scale_frames(frames, input_range=self.actor_cnn.input_range))
         return self.actor(torch.cat([features, vector.to(features.dtype)], dim=1))
 
 
@@ -114,8 +114,14 @@ def metadata(meta: CheckpointMeta, checkpoint: Path, opset: int) -> dict:
             "encodings": list(SUPPORTED_ENCODINGS),
             "grayscale": "BT.601 luma in integers: (77 R + 150 G + 29 B + 128) >> 8",
             "resize": "area resampling to image_size x image_size (td3_core.preprocessing.resize_gray), rounded",
-            "stack": "frame_stack newest frames, oldest first; the first frame fills the stack",
-            "scaling": "none outside the model: frames are uint8 0..255, the model divides by 255",
+            "stack": "frame_stack newest frames, oldest first; "
+            + (
+                f"at episode start the older slots hold frames of grey level {meta.preprocess.fill_level}"
+                if meta.preprocess.stack_fill == "constant"
+                else "the first frame fills the stack"
+            ),
+            "scaling": "none outside the model: frames are uint8 0..255, the model maps them to "
+            + ("[-1, 1] ((x / 255 - 0.5) / 0.5)" if arch.input_range == "symmetric" else "[0, 1] (x / 255)"),
         },
         "observation": {
             **obs.to_dict(),
@@ -123,7 +129,12 @@ def metadata(meta: CheckpointMeta, checkpoint: Path, opset: int) -> dict:
             "vector_layout": (
                 "[speed / speed_scale, lateral / lateral_scale, heading_error / pi, "
                 "x_1 / lookahead_m, y_1 / lookahead_m, ..., x_N / lookahead_m, y_N / lookahead_m] "
-                "(route points ahead in the vehicle frame, x forward, y left; lateral + left)"
+                + (
+                    "(route points ahead in the vehicle frame, x forward, y left; lateral + left)"
+                    if obs.frame == "ros"
+                    else "(route points ahead in CARLA's vehicle frame, x forward, y right; lateral + right; "
+                    "see the conventions above)"
+                )
                 if obs.use_vector_state
                 else "empty: pixels only, pass a (B, 0) array"
             ),

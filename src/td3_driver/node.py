@@ -2,9 +2,12 @@
 
     python -m td3_driver.node --ros-args -p checkpoint:=models/<run> [-p rate_hz:=20.0] ...
 
-Inference runs in the image callback, once per valid frame, so an action is ready before the
-command timer fires; the timer (steady clock, `rate_hz`) only asks the safety gate what to send
-and publishes it. Image→command latency is measured from the image callback's entry to the
+Inference runs in the image callback, once per valid frame with a new stamp, so an action is
+ready before the command timer fires; the timer (steady clock, `rate_hz`) only asks the safety
+gate what to send and publishes it. The timer has a callback group (and an executor thread) of
+its own, apart from the camera's and the other inputs', so no message, however large or slow to
+handle, holds up the commands: the rate holds and the gate brakes when the inputs fall behind.
+Image→command latency is measured from the image callback's entry to the
 publication of the first command computed from that image (reported on /diagnostics), and the
 command's header carries the source image's stamp, so it can be traced from outside too.
 Everything the network sees goes through td3_core's ObservationBuilder (DriverInputs below).
@@ -27,13 +30,16 @@ from carla_msgs.msg import CarlaEgoVehicleControl
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry, Path
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
+from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Header
 from visualization_msgs.msg import MarkerArray
@@ -47,7 +53,16 @@ from td3_core.vector_state import ObservationConfig
 from td3_driver.hot_reload import CheckpointId, CheckpointWatcher, Rejected, Swap
 from td3_driver.params import DriverParams, ParamError, declare
 from td3_driver.policy_runner import DeviceError, PolicyRunner, load_runner, select_device
-from td3_driver.safety import STALE_REASONS, BrakeReason, Decision, LogEvent, SafetyGate, StateLog, ThrottledLog
+from td3_driver.safety import (
+    STALE_REASONS,
+    Arrival,
+    BrakeReason,
+    Decision,
+    LogEvent,
+    SafetyGate,
+    StateLog,
+    ThrottledLog,
+)
 from td3_driver.visualization import command_markers, diagnostics_message, network_input_image
 
 NODE_NAME = "td3_driver"
@@ -78,7 +93,13 @@ ROUTE_QOS = QoSProfile(
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 MONITOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 TWIST_MAX_LON_ACCELERATION = 10.0  # carla_twist_to_control's MAX_LON_ACCELERATION: linear.x at throttle 1
+COMMANDER_CHECK_PERIOD_S = 0.5
+SHUTDOWN_WAIT_S = 10.0
+# A PoseStamped is 72 bytes in CDR with a 3-letter frame_id; room for frame_ids of ~130 characters.
+ROUTE_BYTES_PER_POINT = 200
+EXECUTOR_THREADS = 4  # one per callback group: commands, camera, odometry/route, hot reload
 
 
 class InvalidMessageError(ValueError):
@@ -87,6 +108,10 @@ class InvalidMessageError(ValueError):
 
 def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
+
+
+def stamp_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class DriverInputs:
@@ -194,6 +219,8 @@ class Counters:
     frames: int = 0
     inferences: int = 0
     non_finite_actions: int = 0
+    repeated_frames: int = 0  # a stamp seen before: not new data, not used
+    restarts: int = 0  # stamps went back or jumped: frame history started again
     reloads: int = 0
     rejected_reloads: int = 0
 
@@ -235,6 +262,8 @@ class DriverNode(Node):
             identity = identity or CheckpointId.of(path)
         except (CheckpointError, OSError) as error:
             raise ParamError("checkpoint", f"{p.checkpoint!r} is unusable: {error}") from error
+        except Exception as error:  # whatever else a file can provoke: the documented refusal, not a traceback
+            raise ParamError("checkpoint", f"{p.checkpoint!r} is unusable: {type(error).__name__}: {error}") from error
         meta = self.runner.meta
         self.checkpoint = identity
 
@@ -261,6 +290,11 @@ class DriverNode(Node):
         self._state_log = StateLog(p.log_throttle_s, clock)
         self._drop_log = ThrottledLog(p.log_throttle_s, clock)
 
+        # One group per kind of work: a slow input never delays the commands, nor the other inputs.
+        self._control_group = MutuallyExclusiveCallbackGroup()  # command timer, /clock, monitoring
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._state_group = MutuallyExclusiveCallbackGroup()  # odometry, speedometer, route
+        self._watch_group = MutuallyExclusiveCallbackGroup()
         self._command_pub = self.create_publisher(CarlaEgoVehicleControl, self.topics["command"], COMMAND_QOS)
         self._twist_pub = self.create_publisher(Twist, self.topics["twist"], COMMAND_QOS) if p.publish_twist else None
         self._input_pub = self.create_publisher(Image, "~/network_input", MONITOR_QOS)
@@ -268,17 +302,21 @@ class DriverNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         image_qos = RELIABLE_SENSOR_QOS if p.image_reliability == "reliable" else SENSOR_QOS
-        subscriptions = [("image", Image, self._on_image, image_qos)]
+        subscriptions = [("image", Image, self._on_image, image_qos, self._image_group)]
         if self.inputs.needs_vector:
             subscriptions += [
-                ("odometry", Odometry, self._on_odometry, SENSOR_QOS),
-                ("waypoints", Path, self._on_route, ROUTE_QOS),
+                ("odometry", Odometry, self._on_odometry, SENSOR_QOS, self._state_group),
+                ("waypoints", Path, self._on_route_bytes, ROUTE_QOS, self._state_group),
             ]
             if p.use_speedometer:
-                subscriptions.append(("speedometer", Float32, self._on_speed, SENSOR_QOS))
-        for name, msg_type, callback, qos in subscriptions:
-            subscription = self.create_subscription(msg_type, self.topics[name], callback, qos)
+                subscriptions.append(("speedometer", Float32, self._on_speed, SENSOR_QOS, self._state_group))
+        for name, msg_type, callback, qos, group in subscriptions:
+            raw = callback == self._on_route_bytes  # sized before it is deserialized
+            subscription = self.create_subscription(
+                msg_type, self.topics[name], callback, qos, callback_group=group, raw=raw
+            )
             self.topics[name] = subscription.topic_name  # as remapped: what logs should name
+        self.create_subscription(ClockMsg, "/clock", self._on_clock, CLOCK_QOS, callback_group=self._control_group)
         for name, publisher in (("command", self._command_pub), ("twist", self._twist_pub)):
             if publisher is not None:
                 self.topics[name] = publisher.topic_name
@@ -290,6 +328,7 @@ class DriverNode(Node):
             frame_topic=self.topics["image"],
             odometry_topic=self.topics["odometry"],
             route_topic=self.topics["waypoints"],
+            watchdog_timeout=p.watchdog_timeout,
         )
 
         self.watcher = None
@@ -297,16 +336,19 @@ class DriverNode(Node):
         if p.watch:
             loader = lambda path: load_runner(str(path), self.device, p.warmup_iterations)  # noqa: E731
             self.watcher = CheckpointWatcher(p.checkpoint, p.models_dir, identity, loader, self._compatible)
-            self.create_timer(p.watch_period_s, self._on_watch, clock=steady)
-        self.create_timer(p.diagnostics_period_s, self._on_diagnostics, clock=steady)
+            self.create_timer(p.watch_period_s, self._on_watch, clock=steady, callback_group=self._watch_group)
+        control = {"clock": steady, "callback_group": self._control_group}
+        self.create_timer(p.diagnostics_period_s, self._on_diagnostics, **control)
+        self.create_timer(COMMANDER_CHECK_PERIOD_S, self._check_commanders, **control)
         self.get_logger().info(
             f"driving with {identity.path} ({self._describe(meta)}) on {self.device}; "
             f"{self.topics['image']} → {self.topics['command']} at {p.rate_hz:g} Hz, "
-            f"stale_timeout {p.stale_timeout:g} s"
+            f"stale_timeout {p.stale_timeout:g} s (simulation time while /clock is published), "
+            f"watchdog_timeout {p.watchdog_timeout:g} s"
             + (f", watching for newer checkpoints every {p.watch_period_s:g} s" if p.watch else "")
         )
         # Last: the policy is loaded and warmed up before the first command is due.
-        self.create_timer(1.0 / p.rate_hz, self._on_timer, clock=steady)
+        self.create_timer(1.0 / p.rate_hz, self._on_timer, **control)
 
     @staticmethod
     def _describe(meta: CheckpointMeta) -> str:
@@ -319,45 +361,75 @@ class DriverNode(Node):
 
     # ------------------------------------------------------------------ inputs
 
-    def _drop(self, kind: str, error: Exception) -> None:
-        """Count and (throttled) log a message that cannot be used; the node carries on."""
+    def _drop(self, kind: str, error: Exception, log_key: str = "") -> None:
+        """Count and (throttled, per `log_key`) log a message that cannot be used; the node carries on."""
         self.dropped[kind] = self.dropped.get(kind, 0) + 1
-        log_now, suppressed = self._drop_log.should_log(kind)
+        log_now, suppressed = self._drop_log.should_log(log_key or kind)
         if log_now:
             more = f" ({suppressed} more since the last report)" if suppressed else ""
             self.get_logger().warning(f"dropped a bad message on {self.topics[kind]}: {error}{more}")
 
     def _on_image(self, msg: Image) -> None:
         arrival = self._mono()
+        if len(msg.data) > self.params.max_image_bytes:
+            error = ImageError(
+                f"{msg.width}x{msg.height} {msg.encoding} image of {len(msg.data)} bytes exceeds max_image_bytes "
+                f"{self.params.max_image_bytes}"
+            )
+            self._drop("image", error, log_key="image_size")
+            return
+        stamp = stamp_seconds(msg.header.stamp)
+        kind = self.gate.frames.classify(stamp)
+        if kind is Arrival.REPEATED:  # a frozen camera re-sending its frame: nothing new to act on
+            self.counters.repeated_frames += 1
+            self.gate.frame_received(stamp)
+            return
+        restart = kind in (Arrival.BACKWARDS, Arrival.JUMPED) or not self.gate.frame_is_fresh()
         try:
-            frames = self.inputs.push_image(msg, restart=not self.gate.frame_is_fresh())
+            frames = self.inputs.push_image(msg, restart=restart)
         except (ImageError, ValueError) as error:
             self._drop("image", error)
             return
-        self.gate.frame_received()
+        self.gate.frame_received(stamp)
+        if kind in (Arrival.BACKWARDS, Arrival.JUMPED):
+            self._note_restart(kind, stamp)
         self.counters.frames += 1
-        self._pending, self._inference_error = None, ""
         self._infer(frames, msg.header.stamp, arrival)
         if self.params.publish_network_input and self._input_pub.get_subscription_count() > 0:
             self._input_pub.publish(
                 network_input_image(frames, Header(stamp=msg.header.stamp, frame_id=msg.header.frame_id))
             )
 
+    def _note_restart(self, kind: Arrival, stamp: float) -> None:
+        self.counters.restarts += 1
+        if self._drop_log.should_log("restart")[0]:
+            how = "went back" if kind is Arrival.BACKWARDS else f"jumped by more than {self.params.stale_timeout:g} s"
+            self.get_logger().warning(
+                f"camera stamps {how} (now {stamp:.3f} s): frame history started again "
+                f"({self.counters.restarts} restarts so far)"
+            )
+
+    def _on_clock(self, msg: ClockMsg) -> None:
+        self.gate.clock_received(stamp_seconds(msg.clock))
+
     def _infer(self, frames: np.ndarray, stamp: Time, arrival: float) -> None:
+        # The timer runs on another thread: the previous action stays in use until the new one is
+        # ready (each of these assignments is atomic), never a gap with no action at all.
         if self.inputs.needs_vector and self.gate.input_problem() is not None:
+            self._pending = None
             return  # the timer brakes and says why (no route / odometry)
         try:
             vector = self.inputs.vector()
             result = self.runner.infer(frames, vector)
         except Exception as error:  # never let one observation kill the driver
-            self._inference_error = f"{type(error).__name__}: {error}"
+            self._inference_error, self._pending = f"{type(error).__name__}: {error}", None
             return
         self.counters.inferences += 1
         self.inference_window.add(result.seconds)
         self.processing_window.add(self._mono() - arrival)
         if not result.finite:
             self.counters.non_finite_actions += 1
-        self._pending = PendingAction(result.action, stamp, arrival)
+        self._pending, self._inference_error = PendingAction(result.action, stamp, arrival), ""
 
     def _on_odometry(self, msg: Odometry) -> None:
         try:
@@ -365,7 +437,7 @@ class DriverNode(Node):
         except InvalidMessageError as error:
             self._drop("odometry", error)
             return
-        self.gate.odometry_received()
+        self.gate.odometry_received(stamp_seconds(msg.header.stamp))
 
     def _on_speed(self, msg: Float32) -> None:
         try:
@@ -373,7 +445,29 @@ class DriverNode(Node):
         except InvalidMessageError as error:
             self._drop("speedometer", error)
 
+    def _on_route_bytes(self, data: bytes) -> None:
+        """A route too large for max_route_points is dropped before rclpy builds its message
+        objects (for 100,000 points that alone takes seconds); the rest is deserialized here."""
+        limit = self.params.max_route_points * ROUTE_BYTES_PER_POINT + 4096
+        if len(data) > limit:
+            error = ValueError(
+                f"route of {len(data)} bytes: more than max_route_points {self.params.max_route_points} can take"
+            )
+            self._drop("waypoints", error, log_key="waypoints_size")
+            return
+        try:
+            msg = deserialize_message(data, Path)
+        except Exception as error:  # whatever the bytes are, the node carries on
+            self._drop("waypoints", ValueError(f"undecodable route: {type(error).__name__}: {error}"))
+            return
+        self._on_route(msg)
+
     def _on_route(self, msg: Path) -> None:
+        if len(msg.poses) > self.params.max_route_points:
+            limit = self.params.max_route_points
+            error = ValueError(f"{len(msg.poses)} points exceed max_route_points {limit}")
+            self._drop("waypoints", error, log_key="waypoints_size")
+            return
         try:
             points = self.inputs.set_route(msg)
         except ValueError as error:
@@ -467,6 +561,15 @@ class DriverNode(Node):
         timeout = Duration(nanoseconds=int(timeout_s * 1e9))
         return all(publisher.wait_for_all_acked(timeout) for publisher in publishers)
 
+    def _check_commanders(self) -> None:
+        """Any other publisher on the command topic: the car would get whichever command came last."""
+        topic = self.topics["command"]
+        names = [f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in self.get_publishers_info_by_topic(topic)]
+        own = f"{self.get_namespace().rstrip('/')}/{self.get_name()}"
+        if own in names:
+            names.remove(own)  # this node's one publisher (another node of the same name still shows)
+        self.gate.other_commanders = tuple(f"{name} also publishes on {topic}" for name in sorted(names))
+
     # ------------------------------------------------------------------ hot reload
 
     def _compatible(self, runner: PolicyRunner) -> str | None:
@@ -534,6 +637,10 @@ class DriverNode(Node):
             "frames": c.frames,
             "inferences": c.inferences,
             "non_finite_actions": c.non_finite_actions,
+            "repeated_frames": c.repeated_frames,
+            "frame_restarts": c.restarts,
+            "staleness_clock": "simulation (/clock)" if self.gate.on_sim_time() else "wall",
+            "other_commanders": "; ".join(self.gate.other_commanders),
             "dropped_messages": sum(self.dropped.values()),
             **{
                 f"dropped_{kind}": self.dropped.get(kind, 0)
@@ -562,16 +669,23 @@ def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     node: DriverNode | None = None
+    executor: MultiThreadedExecutor | None = None
     code = 0
     try:
         node = DriverNode()
-        rclpy.spin(node)
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor.add_node(node)
+        executor.spin()
     except ParamError as error:
         get_logger(NODE_NAME).fatal(f"cannot start: {error}")
         code = 2  # like the trainer: 2 = unusable configuration
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if node is not None and rclpy.ok():
+            node.brake_now()  # at once: an input callback may still be busy for a while
+        if executor is not None:
+            executor.shutdown(timeout_sec=SHUTDOWN_WAIT_S)  # let running callbacks end before the node goes
         if node is not None:
             if rclpy.ok():
                 node.brake_now()

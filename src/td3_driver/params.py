@@ -70,7 +70,21 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "image_reliability", "reliable", "camera QoS: reliable or best_effort (sensor data); depth 1", _reliability
     ),
-    Param("stale_timeout", 0.3, "seconds without a valid frame (or odometry) before full brake", _positive),
+    Param(
+        "stale_timeout",
+        0.3,
+        "age of the newest frame (or odometry) before full brake: simulation seconds while /clock is "
+        "published, else wall seconds since its stamp last advanced",
+        _positive,
+    ),
+    Param(
+        "watchdog_timeout",
+        1.0,
+        "wall seconds without a frame (or odometry) with a new stamp before full brake, whatever /clock says",
+        _positive,
+    ),
+    Param("max_image_bytes", 16 * 1024 * 1024, "larger camera images are dropped with a log line", _at_least(1)),
+    Param("max_route_points", 20000, "longer routes (waypoints) are dropped with a log line", _at_least(2)),
     Param("use_speedometer", True, "vector policies: speed from the speedometer when fresh, else odometry twist"),
     Param("publish_twist", False, "also publish geometry_msgs/Twist on /carla/<role>/twist"),
     Param(
@@ -97,6 +111,9 @@ class DriverParams:
     rate_hz: float
     image_reliability: str
     stale_timeout: float
+    watchdog_timeout: float
+    max_image_bytes: int
+    max_route_points: int
     use_speedometer: bool
     publish_twist: bool
     twist_max_steering_angle: float

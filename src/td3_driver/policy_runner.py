@@ -22,6 +22,11 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 _DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
+# |tanh| this close to 1 means a pre-activation beyond ~7: on every output at once, for a neutral
+# observation, that is overflowed or broken weights (full steer and full pedal), not a policy.
+SATURATED = 1.0 - 1e-6
+
+
 class DeviceError(RuntimeError):
     """The requested device cannot be used here."""
 
@@ -89,7 +94,8 @@ class PolicyRunner:
         return Inference(action, seconds, bool(np.isfinite(action).all()))
 
     def warm_up(self, iterations: int) -> Inference | None:
-        """Forward passes on a neutral observation (black frames, zero vector); PolicyError if NaN/inf."""
+        """Forward passes on a neutral observation (black frames, zero vector); PolicyError if an
+        output is NaN/inf or every output is saturated."""
         result = None
         frames = np.zeros(self.frames_shape, dtype=np.uint8)
         vector = np.zeros(self.vector_dim, dtype=np.float32)
@@ -97,6 +103,11 @@ class PolicyRunner:
             result = self.infer(frames, vector)
             if not result.finite:
                 raise PolicyError(f"the policy outputs {result.action.tolist()} on a neutral observation")
+            if result.action.size and bool((np.abs(result.action) >= SATURATED).all()):
+                raise PolicyError(
+                    f"the policy saturates every output ({result.action.tolist()}) on a neutral observation: "
+                    "overflowed or broken weights"
+                )
         return result
 
 

@@ -1,8 +1,19 @@
 """When the driver may pass the policy's action to the car, and when it must brake instead.
 
 ROS-free and clock-injected, so every rule is unit-tested without timing: the node tells the
-gate when valid inputs arrived, and asks it once per command what to send. Freshness is judged
-by arrival time on a monotonic clock (image stamps are in simulation time, which may pause).
+gate when valid inputs arrived (with their header stamps) and what /clock says, and asks it once
+per command what to send. Freshness is judged by the progress of the data, not by arrival:
+
+- a frame or odometry whose stamp does not advance (a frozen sensor re-sending its last message)
+  refreshes nothing; stamps that go back (a restarted simulator) or jump ahead by more than
+  stale_timeout (lost frames) start a new frame history;
+- while /clock is alive (a message within `watchdog_timeout` wall seconds) age is simulation time:
+  /clock minus the newest stamp, against stale_timeout, so a simulator slower than real time is
+  not taken for a dead one; a wall-clock watchdog (no new stamp for `watchdog_timeout`) still
+  catches a frozen source and a stopped simulator;
+- without /clock (a real car, stamps in wall time) age is wall time since the stamp last
+  advanced, against stale_timeout.
+
 Also here: the decisions of rate-limited logging (log on each change of state, then at most
 once per period while it lasts), so a stale camera gives one line, not twenty per second.
 """
@@ -23,6 +34,7 @@ Clock = Callable[[], float]
 class BrakeReason(Enum):
     """Why the car gets full brake instead of the policy's action."""
 
+    OTHER_COMMANDER = "another node publishes vehicle control commands"
     NO_FRAME = "no camera frame received yet"
     STALE_FRAME = "camera frames stale"
     NO_ROUTE = "no route (waypoints) received"
@@ -65,6 +77,47 @@ def is_finite_action(action: Sequence[float] | None) -> bool:
     return action is not None and len(action) >= 2 and all(math.isfinite(float(a)) for a in action[:2])
 
 
+class Arrival(Enum):
+    """How a message's stamp relates to the newest one before it."""
+
+    FIRST = "first"
+    ADVANCED = "advanced"
+    REPEATED = "repeated"  # the same stamp again: no new data
+    BACKWARDS = "backwards"  # older than the newest: a restarted source
+    JUMPED = "jumped"  # ahead by more than the jump bound: data in between was lost
+
+
+@dataclass
+class StampTrack:
+    """Progress of one input stream's header stamps (seconds) on the wall (monotonic) clock."""
+
+    jump_s: float
+    last_stamp: float | None = None
+    last_progress: float | None = None  # wall time the stamp last changed
+    repeated: int = 0  # messages that repeated the newest stamp, in all
+
+    def classify(self, stamp: float | None) -> Arrival:
+        """What `stamp` would be (pure); None = a source without stamps: every message is new."""
+        if self.last_stamp is None:
+            return Arrival.FIRST
+        if stamp is None:
+            return Arrival.ADVANCED
+        if stamp == self.last_stamp:
+            return Arrival.REPEATED
+        if stamp < self.last_stamp:
+            return Arrival.BACKWARDS
+        return Arrival.JUMPED if stamp - self.last_stamp > self.jump_s else Arrival.ADVANCED
+
+    def arrive(self, stamp: float | None, now: float) -> Arrival:
+        kind = self.classify(stamp)
+        if kind is Arrival.REPEATED:
+            self.repeated += 1
+        else:
+            self.last_stamp = stamp if stamp is not None else (self.last_stamp or 0.0)
+            self.last_progress = now
+        return kind
+
+
 @dataclass
 class SafetyGate:
     """Freshness of the inputs + validity of the action → the command to send."""
@@ -76,55 +129,98 @@ class SafetyGate:
     frame_topic: str = "camera"
     odometry_topic: str = "odometry"
     route_topic: str = "waypoints"
+    watchdog_timeout: float = 1.0  # wall seconds without a new stamp: stale whatever /clock says
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.stale_timeout) and self.stale_timeout > 0):
-            raise ValueError(f"stale_timeout must be > 0, got {self.stale_timeout}")
+        for name in ("stale_timeout", "watchdog_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be > 0, got {value}")
         self._started = self.clock()
-        self.last_frame: float | None = None
-        self.last_odometry: float | None = None
+        self.frames = StampTrack(jump_s=self.stale_timeout)
+        self.odometry = StampTrack(jump_s=self.stale_timeout)
         self.has_route = False
+        self.sim_time: float | None = None  # newest /clock
+        self._clock_arrival: float | None = None
+        self.other_commanders: tuple[str, ...] = ()
 
     # -- what arrived (valid messages only; bad ones never reach the gate)
-    def frame_received(self) -> None:
-        self.last_frame = self.clock()
+    def frame_received(self, stamp: float | None = None) -> Arrival:
+        return self.frames.arrive(stamp, self.clock())
 
-    def odometry_received(self) -> None:
-        self.last_odometry = self.clock()
+    def odometry_received(self, stamp: float | None = None) -> Arrival:
+        return self.odometry.arrive(stamp, self.clock())
 
     def route_received(self) -> None:
         self.has_route = True
 
+    def clock_received(self, sim_time: float) -> None:
+        self.sim_time, self._clock_arrival = sim_time, self.clock()
+
+    @property
+    def last_frame(self) -> float | None:
+        return self.frames.last_progress
+
+    @property
+    def last_odometry(self) -> float | None:
+        return self.odometry.last_progress
+
+    def on_sim_time(self) -> bool:
+        """Ages are judged in simulation time: /clock is alive."""
+        return self._clock_arrival is not None and self._age(self._clock_arrival) <= self.watchdog_timeout
+
     def _age(self, since: float | None) -> float:
         return self.clock() - (self._started if since is None else since)
 
+    def _staleness(self, track: StampTrack, what: str) -> str | None:
+        """Why `track` is stale (None: fresh); it must have had a first message."""
+        wall_age = self._age(track.last_progress)
+        frozen = f" ({track.repeated} repeated its stamp)" if track.repeated else ""
+        if self.on_sim_time() and track.last_stamp is not None and self.sim_time is not None:
+            sim_age = self.sim_time - track.last_stamp
+            if sim_age > self.stale_timeout:
+                return (
+                    f"newest {what} is {sim_age:.2f} s old in simulation time (/clock {self.sim_time:.2f}){frozen}, "
+                    f"stale_timeout {self.stale_timeout:g} s"
+                )
+            if wall_age > self.watchdog_timeout:
+                return (
+                    f"no new {what} for {wall_age:.2f} s of wall time{frozen}, "
+                    f"watchdog_timeout {self.watchdog_timeout:g} s"
+                )
+            return None
+        if wall_age > self.stale_timeout:
+            return f"last new {what} {wall_age:.2f} s ago{frozen}, stale_timeout {self.stale_timeout:g} s"
+        return None
+
     def frame_is_fresh(self) -> bool:
-        return self.last_frame is not None and self._age(self.last_frame) <= self.stale_timeout
+        return self.frames.last_progress is not None and self._staleness(self.frames, "frame") is None
 
     def odometry_is_fresh(self) -> bool:
-        return self.last_odometry is not None and self._age(self.last_odometry) <= self.stale_timeout
+        return self.odometry.last_progress is not None and self._staleness(self.odometry, "odometry") is None
 
     def input_problem(self) -> Decision | None:
-        """A brake decision if an input the policy needs is missing or older than stale_timeout."""
-        timeout = f"stale_timeout {self.stale_timeout:g} s"
-        if self.last_frame is None:
+        """A brake decision if an input the policy needs is missing or stale."""
+        if self.frames.last_progress is None:
             return _brake(BrakeReason.NO_FRAME, f"nothing valid on {self.frame_topic} for {self._age(None):.2f} s")
-        if not self.frame_is_fresh():
-            age = self._age(self.last_frame)
-            return _brake(BrakeReason.STALE_FRAME, f"last valid frame on {self.frame_topic} {age:.2f} s ago, {timeout}")
+        stale = self._staleness(self.frames, "frame")
+        if stale is not None:
+            return _brake(BrakeReason.STALE_FRAME, f"{self.frame_topic}: {stale}")
         if not self.needs_vector:
             return None
         if not self.has_route:
             return _brake(BrakeReason.NO_ROUTE, f"waiting for {self.route_topic}")
-        if self.last_odometry is None:
+        if self.odometry.last_progress is None:
             return _brake(BrakeReason.NO_ODOMETRY, f"nothing valid on {self.odometry_topic}")
-        if not self.odometry_is_fresh():
-            age = self._age(self.last_odometry)
-            return _brake(BrakeReason.STALE_ODOMETRY, f"last valid {self.odometry_topic} {age:.2f} s ago, {timeout}")
+        stale = self._staleness(self.odometry, "odometry")
+        if stale is not None:
+            return _brake(BrakeReason.STALE_ODOMETRY, f"{self.odometry_topic}: {stale}")
         return None
 
     def decide(self, action: Sequence[float] | None, inference_error: str = "") -> Decision:
         """The command for this period: the clamped action, or full brake and why."""
+        if self.other_commanders:
+            return _brake(BrakeReason.OTHER_COMMANDER, ", ".join(self.other_commanders))
         problem = self.input_problem()
         if problem is not None:
             return problem

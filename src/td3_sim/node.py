@@ -30,7 +30,7 @@ bridge's double tick). Otherwise a wall-clock timer ticks at publish_rate_hz wit
 control. All callbacks run on one thread (single-threaded executor), so ticks never interleave.
 
 Only with reset_service:=true (the bridge has none): /carla/<role>/reset
-(td3_drive_msgs/srv/ResetEpisode) respawns at the start of the route, standing (seed >= 0: new
+(td3_drive/srv/ResetEpisode) respawns at the start of the route, standing (seed >= 0: new
 procedural track / spawn point), republishes a lap route and one tick, then answers with that
 frame number. A non-finite control is treated as full brake and logged, never a crash.
 """
@@ -66,7 +66,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header
-from td3_drive_msgs.srv import ResetEpisode
+from td3_drive.srv import ResetEpisode
 
 from td3_sim.ground_truth import GroundTruthLog
 from td3_sim.messages import image_msg, odometry_msg, path_msg, route_msg, stamp_of, yaw_of, yaw_quaternion

@@ -5,7 +5,12 @@ schedule checkpoint_every counts, and the step budget counts). The agent's own u
 (`total_it`) is inside the file. With save_replay_buffer the buffer goes to
 `td3_<scenario>_step_<N>.replay.pt` next to it, written first, so a checkpoint that `latest`
 points at always has its buffer complete beside it. Every write is atomic; a failed save (disk
-full, unwritable directory) is logged and training goes on with the previous files intact.
+full, unwritable directory) is logged with the operating system's reason ("No space left on
+device", not torch's internal one) and training goes on with the previous files intact.
+
+A replay file that cannot be read at resume (truncated, damaged, another format) does not stop
+the resume: networks, optimizers and counters are restored from the checkpoint, the buffer
+starts empty, and the file is kept, renamed to `<name>.damaged`, with an ERROR naming both.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from td3_core.checkpoint import (
 )
 
 REPLAY_SUFFIX = ".replay.pt"
+DAMAGED_SUFFIX = ".damaged"
 REPLAY_FORMAT = "td3_drive.replay/1"
 Log = Callable[[str], None]
 
@@ -49,7 +55,13 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
+            try:
+                torch.save(obj, handle)
+            except RuntimeError as error:  # torch reports a failed write as "unexpected pos ..."
+                cause = _os_error_in(error)
+                if cause is None:
+                    raise
+                raise cause from error
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -62,12 +74,25 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
         os.close(fd)
 
 
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The operating system's error behind `error` (its cause or context chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 @dataclass(frozen=True)
 class Resumed:
     path: Path
     checkpoint: dict  # the loaded payload
     extra: dict  # counters and provenance saved by the trainer
     replay: dict | None  # the replay buffer's state, when one was saved and asked for
+    replay_problem: str = ""  # why a saved buffer could not be restored (the file was kept aside)
 
 
 class CheckpointManager:
@@ -158,10 +183,23 @@ def load_resume(path: Path, with_replay: bool, expected: Mapping[str, Any] | Non
                 detail = ", ".join(f"{k}: checkpoint {a!r} vs parameters {b!r}" for k, (a, b) in diff.items())
                 raise CheckpointError(f"checkpoint '{path}' was trained with another {key} ({detail})")
     extra = checkpoint.get("extra") if isinstance(checkpoint.get("extra"), dict) else {}
-    replay = None
+    replay, problem = None, ""
     if with_replay:
-        replay = load_replay(replay_path(path))
-    return Resumed(path, checkpoint, dict(extra), replay)
+        try:
+            replay = load_replay(replay_path(path))
+        except CheckpointError as error:
+            problem = f"{error}; {_keep_aside(replay_path(path))}"
+    return Resumed(path, checkpoint, dict(extra), replay, problem)
+
+
+def _keep_aside(path: Path) -> str:
+    """Rename a damaged replay file so no prune deletes it and no later resume trips on it."""
+    target = path.with_name(path.name + DAMAGED_SUFFIX)
+    try:
+        os.replace(path, target)
+    except OSError as error:
+        return f"it could not be renamed ({error}) and stays as it is"
+    return f"kept as {target}"
 
 
 def load_replay(path: Path) -> dict | None:

@@ -27,7 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
-from td3_drive_msgs.srv import ResetEpisode
+from td3_drive.srv import ResetEpisode
 
 from td3_core.actions import action_to_command
 from td3_core.image_codec import ImageError
@@ -566,7 +566,7 @@ class RosEnv:
                 return None
             if time.monotonic() >= notice_at:
                 self.log.warning(
-                    f"waiting for service {self.reset_service} (td3_drive_msgs/srv/ResetEpisode); with a real CARLA "
+                    f"waiting for service {self.reset_service} (td3_drive/srv/ResetEpisode); with a real CARLA "
                     "bridge set reset_service:='' and reposition the ego vehicle externally"
                 )
                 notice_at += NOTICE_PERIOD_S

@@ -32,7 +32,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from td3_core.checkpoint import CheckpointError
+from td3_core.checkpoint import CheckpointError, read_metadata
 from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
 from td3_trainer.env_client import Observation, RosEnv
@@ -164,6 +164,11 @@ class TrainerNode(Node):
         torch.manual_seed(int(p.seed))
         self.device = resolve_device(str(p.device))
         resumed = self._load_resume()
+        if resumed is not None:  # the checkpoint's own networks and input pipeline profile
+            meta = read_metadata(resumed.checkpoint, resumed.path)
+            self.params = p = trainer_params.with_checkpoint_profile(
+                p, meta.architecture, meta.preprocess, meta.observation
+            )
         # A resumed run keeps writing into its own run directory unless run_name says otherwise.
         resumed_run = str(resumed.extra.get("run_name") or resumed.path.parent.name) if resumed else ""
         run_name = str(p.run_name) or resumed_run or default_run_name()
@@ -185,6 +190,7 @@ class TrainerNode(Node):
             action_dim=arch.action_dim,
             device=str(self.device),
             seed=int(p.seed),
+            fill_level=p.preprocess.constant_fill,  # stacks rebuilt as the observation builder makes them
         )
         self.buffer_lock = threading.Lock()  # the learner thread samples while the loop adds
         self.rng = np.random.default_rng(int(p.seed))
@@ -243,11 +249,7 @@ class TrainerNode(Node):
         p = self.params
         if not str(p.resume):
             return None
-        expected = {
-            "architecture": p.architecture.to_dict(),
-            "preprocessing": p.preprocess.to_dict(),
-            "observation": p.observation.to_dict(),
-        }
+        expected = trainer_params.resume_expectations(p)
         try:
             path = locate_resume(str(p.resume), str(p.models_dir))
             return load_resume(path, bool(p.save_replay_buffer), expected)
@@ -268,6 +270,11 @@ class TrainerNode(Node):
                 self.log.info(f"replay buffer restored: {len(self.buffer)} transitions")
             except ValueError as error:  # e.g. another buffer_size: the agent still resumes
                 self.log.warning(f"replay buffer next to {resumed.path} not restored ({error}): starting empty")
+        elif resumed.replay_problem:
+            self.log.error(
+                f"replay buffer not restored: {resumed.replay_problem}; networks, optimizers and counters are "
+                f"resumed from {resumed.path}, the buffer starts empty"
+            )
         elif self.params.save_replay_buffer:
             self.log.warning(f"no replay buffer saved next to {resumed.path}: starting with an empty one")
 

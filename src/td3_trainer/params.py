@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from td3_core import networks, preprocessing, vector_state
 from td3_core.actions import ACTION_DIM, ActionConfig
 from td3_core.networks import Architecture
 from td3_core.preprocessing import PreprocessConfig
@@ -277,6 +278,33 @@ def validate(raw: Mapping[str, Any]) -> TrainerParams:
     except ValueError as error:
         raise ParamError(f"preprocessing.image_size: {error}") from error
     return TrainerParams(values, td3, preprocess, observation, action, reward, episode, architecture)
+
+
+_PROFILE_FIELDS = {
+    "architecture": networks.PROFILE_FIELDS,
+    "preprocessing": preprocessing.PROFILE_FIELDS,
+    "observation": vector_state.PROFILE_FIELDS,
+}
+
+
+def resume_expectations(params: TrainerParams) -> dict[str, dict[str, Any]]:
+    """What the parameters fix about a checkpoint to resume from; the profile fields (activations,
+    input range, stack fill, vector conventions) are the checkpoint's own and are not compared."""
+    given = {
+        "architecture": params.architecture.to_dict(),
+        "preprocessing": params.preprocess.to_dict(),
+        "observation": params.observation.to_dict(),
+    }
+    return {
+        group: {k: v for k, v in values.items() if k not in _PROFILE_FIELDS[group]} for group, values in given.items()
+    }
+
+
+def with_checkpoint_profile(
+    params: TrainerParams, architecture: Architecture, preprocess: PreprocessConfig, observation: ObservationConfig
+) -> TrainerParams:
+    """The parameters of a resumed run: the networks and input pipeline as the checkpoint has them."""
+    return replace(params, architecture=architecture, preprocess=preprocess, observation=observation)
 
 
 def _check_td3(td3: dict[str, Value]) -> None:

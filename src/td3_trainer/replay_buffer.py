@@ -8,9 +8,11 @@ Layout (see docs/learner.md):
     the frames since the segment start, capped at frame_stack - 1).
 A stack is frames obs_slot - min(back, depth) for back = stack-1 .. 0: before the segment's
 first frame it repeats that frame, which is what FrameStacker does, so a stack never reaches
-into another episode. A transition is sampleable while its oldest frame is still in the ring;
-because stacks start later for later transitions, the sampleable ones are a contiguous range
-of transition numbers [oldest, added), advanced as frames are overwritten.
+into another episode; with `fill_level` (a checkpoint profile's constant stack fill) the
+positions before the segment start are frames of that grey level instead, as FrameStacker's.
+A transition is sampleable while its oldest frame is still in the ring; because stacks start
+later for later transitions, the sampleable ones are a contiguous range of transition numbers
+[oldest, added), advanced as frames are overwritten.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class FrameReplayBuffer:
         action_dim: int = 2,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        fill_level: int | None = None,
     ) -> None:
         if capacity < 1 or frame_stack < 1 or vector_dim < 0 or action_dim < 1:
             raise ValueError(
@@ -61,6 +64,7 @@ class FrameReplayBuffer:
         self.vector_dim = int(vector_dim)
         self.action_dim = int(action_dim)
         self.device = torch.device(device)
+        self.fill_level = fill_level  # None: repeat the segment's first frame before its start
         self.slots = frame_slots(self.capacity, self.frame_stack)
 
         # Bulk storage on the device: frames stay uint8 until the update scales them there.
@@ -171,12 +175,19 @@ class FrameReplayBuffer:
             torch.cat(parts).to(self.device, non_blocking=True).split([p.numel() for p in parts])
         )
         stack_shape = (batch_size, self.frame_stack, *self.frame_shape)
+        frames = self.frames.index_select(0, obs_index).view(stack_shape)
+        next_frames = self.frames.index_select(0, next_index).view(stack_shape)
+        if self.fill_level is not None:
+            before_obs = self._backs[None, :] > depth[:, None]
+            before_next = self._backs[None, :] > depth[:, None] + 1
+            frames.masked_fill_(before_obs.to(self.device)[:, :, None, None], self.fill_level)
+            next_frames.masked_fill_(before_next.to(self.device)[:, :, None, None], self.fill_level)
         return Batch(
-            frames=self.frames.index_select(0, obs_index).view(stack_shape),
+            frames=frames,
             vectors=self.vectors.index_select(0, vector_index),
             actions=self.actions.index_select(0, transition),
             rewards=self.rewards.index_select(0, transition),
-            next_frames=self.frames.index_select(0, next_index).view(stack_shape),
+            next_frames=next_frames,
             next_vectors=self.vectors.index_select(0, next_vector_index),
             terminated=self.terminated.index_select(0, transition),
         )

@@ -181,7 +181,7 @@ class TD3Agent:
     # ------------------------------------------------------------------ learning
 
     def _scale(self, frames: torch.Tensor, role: str) -> torch.Tensor:
-        """uint8 stacks → float [0, 1] in the CNNs' layout, done once per batch for all encoders.
+        """uint8 stacks → float in the CNNs' input range and layout, done once per batch for all encoders.
 
         Written into buffers kept per role ("obs", "next_obs") and reused every update: a fresh
         30 MB tensor per batch costs page faults on every allocation (measured: 9% of the
@@ -196,7 +196,7 @@ class TD3Agent:
             self._input_buffers[key] = (as_uint8, as_float)
         as_uint8, as_float = self._input_buffers[key]
         as_uint8.copy_(frames)  # the layout change on bytes: cheaper than on floats
-        return scale_frames(as_uint8, out=as_float)
+        return scale_frames(as_uint8, out=as_float, input_range=self.arch.input_range)
 
     def _state(self, cnn: NatureCNN, scaled: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
         """encode_state on already scaled frames."""
