@@ -107,6 +107,7 @@ class RosEnv:
         self._episode_start_ns: int | None = None
         self._force_new_segment = False
         self._previous_ns: int | None = None  # stamp of the previous observation of this episode
+        self._foreign_streak = 0  # ticks in a row that applied another control than ours
         self._last_command: CarlaEgoVehicleControl | None = None
         self._next_notice = 0.0
 
@@ -246,8 +247,19 @@ class RosEnv:
         applied = status.control
         pairs = ((applied.steer, sent.steer), (applied.throttle, sent.throttle), (applied.brake, sent.brake))
         if all(abs(a - b) <= CONTROL_TOLERANCE for a, b in pairs):
+            self._foreign_streak = 0
             return False
         self.counters.foreign_ticks += 1
+        self._foreign_streak += 1
+        self._force_new_segment = True
+        if self._foreign_streak > int(self.params.max_timeouts):
+            # Bounded: something else keeps driving the car; go on with what there is.
+            self.log.warning(
+                f"{self._foreign_streak} ticks in a row applied another control than ours: another node is "
+                f"sending on {self.command_topic}? Taking this tick (no transition into it)"
+            )
+            self._foreign_streak = 0
+            return False
         self.log.info(
             f"the tick at {ns_to_s(tick.image.stamp_ns):.3f} s applied another control than our last command "
             f"(steer {applied.steer:.3f}, throttle {applied.throttle:.3f}, brake {applied.brake:.3f}): a tick on the "
@@ -255,7 +267,8 @@ class RosEnv:
         )
         self.last_stamp_ns = tick.image.stamp_ns
         self._consumed_seq = tick.seq
-        self._force_new_segment = True
+        if self._foreign_streak >= 2:
+            self._resend()  # ours did not come next: it made an earlier tick, or was lost
         return True
 
     def _wait(self, query: TickQuery) -> Tick | Timeout | Stopped:
