@@ -524,8 +524,10 @@ class RosEnv:
         goal.header.frame_id = "map"
         goal.pose.position.x, goal.pose.position.y = start.goal_x, start.goal_y
         goal.pose.orientation.w = 1.0
-        self._transform_pub.publish(pose)
+        # Velocity first: a teleport applied a tick before the zero velocity lets the car roll on
+        # from the start pose for that tick (set_transform keeps the velocity).
         self._velocity_pub.publish(Twist())
+        self._transform_pub.publish(pose)
         last = max(s for s in (self.last_stamp_ns, self.ticks.newest_image_stamp(), -1) if s is not None)
         goal_mark: int | None = None
         goal_ticks = 0
