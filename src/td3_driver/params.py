@@ -62,7 +62,7 @@ class Param:
 
 
 PARAMS: tuple[Param, ...] = (
-    Param("checkpoint", "latest", "a .pth file, a run directory (its newest checkpoint), 'latest' or 'best'", _non_empty),
+    Param("checkpoint", "latest", "a .pth file, a run directory (its newest one), 'latest' or 'best'", _non_empty),
     Param("models_dir", "models", "where 'latest' and 'best' look for runs"),
     Param("device", "auto", "torch device: auto (cuda when available), cuda, cuda:<index> or cpu", _device),
     Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _ros_name),
