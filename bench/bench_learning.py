@@ -4,7 +4,7 @@ evaluation of the learned policy against a uniform random policy on the same epi
 Training is the trainer node's own loop (td3_trainer.loop.TrainingLoop) over the in-process
 environment (td3_trainer.sim_env.SimEnv: the node's observation, reward and episode rules,
 without DDS); the parameters are config/trainer.yaml's with the overrides below.
-Evaluation (td3_trainer.loop.run_episodes): deterministic actions (no exploration noise) on
+Evaluation (td3_trainer.loop.run_episode): deterministic actions (no exploration noise) on
 `--eval-episodes` episodes of the loop track, each from another spawn point (seeds 1000+), up
 to `--eval-steps` steps. Reported per policy: the mean return and the mean distance driven along
 the route before the episode ended (a collision or leaving the road ends it), and how many
@@ -34,7 +34,7 @@ from td3_core.networks import Architecture
 from td3_sim.world import SimConfig
 from td3_trainer.config import TD3Config
 from td3_trainer.environment import Observation
-from td3_trainer.loop import LoopHooks, LoopSettings, TrainingLoop, run_episodes
+from td3_trainer.loop import LoopHooks, LoopSettings, TrainingLoop, run_episode
 from td3_trainer.params import validate
 from td3_trainer.replay_buffer import FrameReplayBuffer
 from td3_trainer.sim_env import SimEnv
@@ -54,7 +54,7 @@ def evaluate(env: SimEnv, policy: Callable[[Observation], np.ndarray], episodes:
         actions.append(policy(observation))
         return actions[-1]
 
-    results = run_episodes(env, recorded, [1000 + episode for episode in range(episodes)], max_steps)
+    results = [run_episode(env, recorded, env.reset(1000 + episode), max_steps) for episode in range(episodes)]
     returns = [r.episode_return for r in results]
     distances = [r.progress_m for r in results]
     return {

@@ -37,7 +37,7 @@ from td3_core.image_codec import ImageError
 from td3_core.observation import ObservationBuilder, pose_from_odometry, route_points_from_path
 from td3_core.route import wrap_angle
 from td3_trainer.bridge_reset import StartPose, StartPoses, route_fits, settle_check
-from td3_trainer.environment import Observation, Received, Step, StepScorer, with_late_events
+from td3_trainer.environment import EVAL_SEED_BASE, Observation, Received, Step, StepScorer, with_late_events
 from td3_trainer.params import TrainerParams
 from td3_trainer.reward import RewardFunction
 from td3_trainer.tick_sync import (
@@ -142,6 +142,7 @@ class RosEnv:
         self._velocity_pub = node.create_publisher(Twist, self.velocity_topic, SENSOR_QOS)
         self._goal_pub = node.create_publisher(PoseStamped, self.goal_topic, SENSOR_QOS)
         self.start_poses: StartPoses | None = None
+        self.eval_poses: StartPoses | None = None  # midway between the training start poses
         self.gave_up = False  # no episode could be started: training stopped with an error
         self._last_xy: tuple[float, float] | None = None
 
@@ -177,8 +178,18 @@ class RosEnv:
         return step
 
     def reset(self, seed: int) -> Observation | None:
-        """Start an episode; returns its first observation, or None when stopping."""
-        observation = self._start_episode(seed)
+        """Start a training episode; returns its first observation, or None when stopping."""
+        return self._started(self._start_episode(seed) if self._reset_client else self._bridge_reset(None))
+
+    def evaluation_reset(self, k: int, count: int) -> Observation | None:
+        """Bridge resets: the k-th of `count` start poses midway between the training ones (the
+        training reset path); with a reset service: seed EVAL_SEED_BASE + k (on the embedded
+        simulator's procedural tracks, a track training never had)."""
+        if self._reset_client is not None:
+            return self._started(self._start_episode(EVAL_SEED_BASE + k))
+        return self._started(self._bridge_reset((k, count)))
+
+    def _started(self, observation: Observation | None) -> Observation | None:
         self._open = None
         self._current = observation
         if observation is not None:
@@ -406,8 +417,6 @@ class RosEnv:
     # ------------------------------------------------------------------ episodes
 
     def _start_episode(self, seed: int) -> Observation | None:
-        if self._reset_client is None:
-            return self._bridge_reset()
         while not self.stop.is_set():
             mark = self.ticks.seq
             newest = self.ticks.newest_image_stamp()
@@ -419,7 +428,7 @@ class RosEnv:
                 reset_stamp = frame * self.dt_ns if frame > 0 else None
                 describe = f"of the new episode (frame {frame})"
                 query = TickQuery(last, or_received_after_seq=mark, or_stamp_ns=reset_stamp, describe=describe)
-            else:  # not reached: without a service it is the bridge path without a service
+            else:  # not reached: without a service it is the bridge path
                 return None
             if not self._await_route(mark, seed):
                 continue
@@ -452,17 +461,21 @@ class RosEnv:
 
     # ------------------------------------------------------------------ resets through the bridge
 
-    def _bridge_reset(self) -> Observation | None:
-        """Teleport to a start pose of the start-up route, zero velocity, a goal, brake until the car
-        stands there and the route to that goal has come; retried elsewhere, then given up."""
+    def _bridge_reset(self, evaluation: tuple[int, int] | None) -> Observation | None:
+        """Teleport to a start pose of the start-up route (a drawn training one, or evaluation
+        (k, count)'s), zero velocity, a goal, brake until the car stands there and the route to
+        that goal has come; retried elsewhere, then given up."""
         p = self.params
         if self.start_poses is None and not self._init_start_poses():
             return None
-        assert self.start_poses is not None
+        assert self.start_poses is not None and self.eval_poses is not None
         attempts = int(p.reset_attempts)
         missing = ""
         for attempt in range(1, attempts + 1):
-            start = self.start_poses.draw()
+            if evaluation is None:
+                start = self.start_poses.draw()
+            else:
+                start = self.eval_poses.spread(evaluation[0] + attempt - 1, evaluation[1])
             result = self._teleport(start)
             if result is None:
                 return None
@@ -499,10 +512,10 @@ class RosEnv:
         assert route is not None
         points = route_points_from_path(route.msg)
         heights = np.array([pose.pose.position.z for pose in route.msg.poses], dtype=np.float64)
+        spacing, ahead = float(p.start_pose_spacing_m), float(p.reset_goal_ahead_m)
         try:
-            self.start_poses = StartPoses(
-                points, float(p.start_pose_spacing_m), float(p.reset_goal_ahead_m), int(p.seed), heights
-            )
+            self.start_poses = StartPoses(points, spacing, ahead, int(p.seed), heights)
+            self.eval_poses = StartPoses(points, spacing, ahead, int(p.seed), heights, offset_m=spacing / 2.0)
         except ValueError as error:
             self.log.error(f"no start poses from {self.route_topic}: {error}; stopping training")
             self.gave_up = True

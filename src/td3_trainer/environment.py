@@ -27,6 +27,8 @@ from td3_trainer.episode import EpisodeConfig, Outcome, classify_step
 from td3_trainer.reward import RewardFunction, StepState
 from td3_trainer.tick_sync import GapKind
 
+EVAL_SEED_BASE = 1_000_000  # with a reset service: evaluation episode k has seed EVAL_SEED_BASE + k
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -74,8 +76,12 @@ class Received:
 
 class Environment(Protocol):
     def reset(self, seed: int) -> Observation | None:
-        """Start an episode (seed < 0: the next training start; >= 0: that evaluation episode);
+        """Start a training episode (seed < 0: the next training start; >= 0: that evaluation episode);
         None when stopping or when no episode can be started."""
+
+    def evaluation_reset(self, k: int, count: int) -> Observation | None:
+        """Start the k-th of `count` evaluation episodes: always the same ones, from start poses
+        (or tracks) that training never has."""
 
     def send(self, action: np.ndarray) -> None: ...
 

@@ -37,6 +37,8 @@ class LoopSettings:
     batch_size: int = 256
     updates_per_step: int = 1
     episode_seed: int = -1  # >= 0: episode k of a run resets with seed episode_seed + k
+    eval_every: int = 0  # evaluate the policy every this many environment steps (at an episode end); 0 = never
+    eval_episodes: int = 3
 
     @property
     def learning_threshold(self) -> int:
@@ -51,6 +53,7 @@ class LoopHooks:
     on_episode: Callable[[EpisodeStats, int], None] = lambda stats, env_steps: None
     on_train: Callable[[Mapping[str, float], int], None] = lambda stats, total_it: None
     warn: Callable[[str], None] = lambda message: None
+    on_evaluation: Callable[[Evaluation, int], None] = lambda evaluation, env_steps: None
 
 
 class TrainingLoop:
@@ -83,6 +86,15 @@ class TrainingLoop:
         self.steps_this_run = 0
         self.timing = LoopTiming()
         self._slow_updates = 0
+        self._next_evaluation: int | None = None  # env step; set at the first check (a resumed run's count)
+
+    def evaluation_due(self) -> bool:
+        every = self.settings.eval_every
+        if every <= 0:
+            return False
+        if self._next_evaluation is None:
+            self._next_evaluation = (self.env_steps // every + 1) * every
+        return self.env_steps >= self._next_evaluation
 
     def budget_spent(self) -> bool:
         total = self.settings.total_steps
@@ -110,6 +122,8 @@ class TrainingLoop:
             if step is not None and step.done:
                 self._end_episode(episode, str(step.info["reason"]))
                 episode = EpisodeStats(index=self.episodes)
+                if self.evaluation_due():
+                    self.evaluate(env)
                 with timing.phase("reset"):
                     observation = None if self.budget_spent() else self._start_episode(env)
             else:
@@ -123,6 +137,22 @@ class TrainingLoop:
                     episode = EpisodeStats(index=self.episodes)
         if episode.steps and self.stop.is_set():
             self.hooks.warn(f"stopping in episode {episode.index} after {episode.steps} steps")
+
+    def evaluate(self, env: Environment) -> Evaluation:
+        """The policy without exploration noise on the environment's evaluation episodes; nothing
+        is stored, no update is made, no random number is drawn."""
+        count = self.settings.eval_episodes
+        results = []
+        for k in range(count):
+            first = env.evaluation_reset(k, count)
+            if first is None:
+                break
+            results.append(run_episode(env, self.act, first))
+        evaluation = Evaluation.of(results)
+        every = max(self.settings.eval_every, 1)
+        self._next_evaluation = (self.env_steps // every + 1) * every
+        self.hooks.on_evaluation(evaluation, self.env_steps)
+        return evaluation
 
     def _complete(self, episode: EpisodeStats, step: Step) -> None:
         """Count a completed step, store its transition, then tell the owner."""
@@ -203,35 +233,104 @@ class EpisodeResult:
     episode_return: float
     steps: int
     progress_m: float  # distance gained along the route before the episode ended
+    route_m: float  # route length ahead of the start: progress_m / route_m is the completion
+    distance_m: float  # path length driven
     reason: str  # why it ended
+    mean_speed_mps: float
+    mean_abs_lateral_m: float
 
 
-def run_episodes(
-    env: Environment, policy: Callable[[Observation], np.ndarray], seeds: list[int], max_steps: int
-) -> list[EpisodeResult]:
-    """Drive `policy` (no exploration noise, nothing stored) for one episode per seed, each up
-    to `max_steps` steps."""
-    results = []
-    for seed in seeds:
-        observation = env.reset(seed)
-        if observation is None:
+def run_episode(
+    env: Environment, policy: Callable[[Observation], np.ndarray], first: Observation, max_steps: int = 0
+) -> EpisodeResult:
+    """Drive `policy` from `first` until the episode ends (or after max_steps > 0 steps); nothing
+    is stored."""
+    observation, last = first, first
+    stats = EpisodeStats(index=0)
+    speeds: list[float] = []
+    laterals: list[float] = []
+    reason = "stopped"
+    while not max_steps or stats.steps < max_steps:
+        env.send(policy(observation))
+        received = env.receive()
+        if received is None:
             break
-        start = observation.projection.distance_along
-        total, steps, reason, last = 0.0, 0, "step_limit", observation
-        while steps < max_steps:
-            env.send(policy(observation))
-            received = env.receive()
-            if received is None:
-                break
-            observation = received.observation
-            step = received.finished
-            if step is None:
-                continue
-            steps += 1
-            total += step.reward
-            last = step.observation
-            if step.done:
-                reason = str(step.info["reason"])
-                break
-        results.append(EpisodeResult(total, steps, last.projection.distance_along - start, reason))
-    return results
+        observation = received.observation
+        step = received.finished
+        if step is None:
+            continue
+        stats.steps += 1
+        stats.episode_return += step.reward
+        last = step.observation
+        stats.move_to(last.x, last.y)
+        speeds.append(last.speed)
+        laterals.append(abs(last.projection.lateral))
+        if step.done:
+            reason = str(step.info["reason"])
+            break
+    else:
+        reason = "step_limit"
+    return EpisodeResult(
+        episode_return=stats.episode_return,
+        steps=stats.steps,
+        progress_m=last.projection.distance_along - first.projection.distance_along,
+        route_m=max(first.projection.remaining, 1e-6),
+        distance_m=stats.distance_m,
+        reason=reason,
+        mean_speed_mps=float(np.mean(speeds)) if speeds else 0.0,
+        mean_abs_lateral_m=float(np.mean(laterals)) if laterals else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Means over the evaluation episodes. `score` (what `best` maximises) is the mean return:
+    what TD3 maximises, and it counts crashes, leaving the road and discomfort, not only how
+    far the car got."""
+
+    episodes: int
+    mean_return: float
+    mean_progress_m: float
+    route_completion: float  # mean of progress_m / route_m
+    collisions_per_km: float  # episodes ended by a collision per km driven
+    off_road_per_km: float
+    mean_speed_mps: float
+    mean_abs_lateral_m: float
+    results: tuple[EpisodeResult, ...] = ()
+
+    @property
+    def score(self) -> float:
+        return self.mean_return
+
+    @classmethod
+    def of(cls, results: list[EpisodeResult]) -> Evaluation:
+        if not results:
+            nan = float("nan")
+            return cls(0, nan, nan, nan, nan, nan, nan, nan)
+        km = max(sum(r.distance_m for r in results) / 1000.0, 1e-3)  # a car that stood: per metre at most
+        return cls(
+            episodes=len(results),
+            mean_return=float(np.mean([r.episode_return for r in results])),
+            mean_progress_m=float(np.mean([r.progress_m for r in results])),
+            route_completion=float(np.mean([min(max(r.progress_m / r.route_m, 0.0), 1.0) for r in results])),
+            collisions_per_km=sum(r.reason == "collision" for r in results) / km,
+            off_road_per_km=sum(r.reason == "off_road" for r in results) / km,
+            mean_speed_mps=float(np.mean([r.mean_speed_mps for r in results])),
+            mean_abs_lateral_m=float(np.mean([r.mean_abs_lateral_m for r in results])),
+            results=tuple(results),
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in EVALUATION_FIELDS}
+
+
+EVALUATION_FIELDS = (
+    "episodes",
+    "mean_return",
+    "mean_progress_m",
+    "route_completion",
+    "collisions_per_km",
+    "off_road_per_km",
+    "mean_speed_mps",
+    "mean_abs_lateral_m",
+)

@@ -14,6 +14,7 @@ unusable resume checkpoint stop it at start-up with status 2 and a message namin
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -34,7 +35,7 @@ from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
 from td3_trainer.env_client import RosEnv
 from td3_trainer.learner_thread import BackgroundLearner
-from td3_trainer.loop import LoopHooks, LoopSettings, TrainingLoop
+from td3_trainer.loop import Evaluation, LoopHooks, LoopSettings, TrainingLoop
 from td3_trainer.monitor import Monitor
 from td3_trainer.params import ParamError, TrainerParams
 
@@ -118,6 +119,8 @@ class TrainerNode(Node):
                 batch_size=int(p.batch_size),
                 updates_per_step=int(p.updates_per_step),
                 episode_seed=int(p.episode_seed),
+                eval_every=int(p.eval_every),
+                eval_episodes=int(p.eval_episodes),
             ),
             self.rng,
             LoopHooks(
@@ -125,10 +128,12 @@ class TrainerNode(Node):
                 on_episode=lambda stats, env_steps: self.monitor.on_episode(stats, env_steps),
                 on_train=lambda stats, total_it: self.monitor.on_train(stats, total_it),
                 warn=self.log.warning,
+                on_evaluation=self._on_evaluation,
             ),
             stop=stop,
         )
         self.resumed_from: str | None = None
+        self.best_score = math.nan  # the best evaluation score of this run so far
         if resumed is not None:
             self._restore(resumed)
 
@@ -190,6 +195,7 @@ class TrainerNode(Node):
         extra = resumed.extra
         self.loop.env_steps = int(extra.get("env_steps", 0))
         self.loop.episodes = int(extra.get("episodes", 0))
+        self.best_score = float(extra.get("best_score", math.nan))
         if isinstance(extra.get("exploration_rng"), dict):
             self.rng.bit_generator.state = extra["exploration_rng"]
         self.resumed_from = str(resumed.path)
@@ -227,13 +233,24 @@ class TrainerNode(Node):
         if self.checkpoints.due(loop.env_steps):
             self.save_checkpoint()
 
+    def _on_evaluation(self, evaluation: Evaluation, env_steps: int) -> None:
+        """A checkpoint of the evaluated policy with its results beside it; `best` moves to it when
+        its score (the mean evaluation return) beats every earlier one of the run."""
+        score = evaluation.score
+        better = math.isfinite(score) and not (score <= self.best_score)  # NaN best: the first one
+        if better:
+            self.best_score = score
+        values = {"env_steps": env_steps, **evaluation.as_dict(), "score": score, "best_score": self.best_score}
+        self.save_checkpoint(evaluation=values, best=better)
+        self.monitor.on_evaluation(values)
+
     def _learner_failed(self, error: BaseException) -> None:
         self.log.fatal(f"gradient update failed: {error!r}")
         self.stop.set()
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self) -> Path | None:
+    def save_checkpoint(self, evaluation: dict[str, float] | None = None, best: bool = False) -> Path | None:
         p = self.params
         extra = {
             "env_steps": self.loop.env_steps,
@@ -246,6 +263,8 @@ class TrainerNode(Node):
             "wall_time_s": time.monotonic() - self.started,
             "saved_at": time.time(),
             "sync": self.env.counters.as_dict(),
+            "best_score": self.best_score,
+            "evaluation": evaluation or {},
         }
         learner = self.loop.learner
         with learner.lock if learner is not None else contextlib.nullcontext():
@@ -257,7 +276,7 @@ class TrainerNode(Node):
                 extra=extra,
             )
         replay = self._replay_state if p.save_replay_buffer else None
-        return self.checkpoints.save(payload, self.loop.env_steps, replay)
+        return self.checkpoints.save(payload, self.loop.env_steps, replay, evaluation, best)
 
     def _replay_state(self) -> dict:
         with self.loop.buffer_lock:

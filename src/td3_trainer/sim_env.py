@@ -25,8 +25,8 @@ from td3_core.route import wrap_angle
 from td3_sim.messages import image_msg, odometry_msg, path_msg, route_msg, stamp_of
 from td3_sim.waypoints import WaypointPlanner, open_route
 from td3_sim.world import SimConfig, SimWorld
-from td3_trainer.bridge_reset import StartPoses
-from td3_trainer.environment import Observation, Received, Step, StepScorer
+from td3_trainer.bridge_reset import StartPose, StartPoses
+from td3_trainer.environment import EVAL_SEED_BASE, Observation, Received, Step, StepScorer
 from td3_trainer.params import TrainerParams
 from td3_trainer.reward import RewardFunction
 from td3_trainer.tick_sync import GapKind
@@ -45,9 +45,9 @@ class SimEnv:
         self.goal_xy = self._goal_behind_spawn()
         x, y, _ = self.world.pose
         startup = WaypointPlanner(self.world.track, self.goal_xy).on_tick((x, y))[0]
-        self.start_poses = StartPoses(
-            startup.points, float(params.start_pose_spacing_m), float(params.reset_goal_ahead_m), int(params.seed)
-        )
+        spacing, ahead = float(params.start_pose_spacing_m), float(params.reset_goal_ahead_m)
+        self.start_poses = StartPoses(startup.points, spacing, ahead, int(params.seed))
+        self.eval_poses = StartPoses(startup.points, spacing, ahead, int(params.seed), offset_m=spacing / 2.0)
         self._current: Observation | None = None
         self._action = np.zeros(2, dtype=np.float32)
 
@@ -94,11 +94,26 @@ class SimEnv:
             self.world.reset(seed)
             self._open_route(self._goal_behind_spawn())
         else:
-            start = self.start_poses.draw()
-            self.world.request_transform(start.x, start.y, start.yaw)
-            self.world.request_speed(0.0)
-            self.world.step(0.0, 0.0, 1.0)  # the brake tick that shows the car standing there
-            self._open_route((start.goal_x, start.goal_y))
+            self._teleport(self.start_poses.draw())
+        return self._first_observation()
+
+    def evaluation_reset(self, k: int, count: int) -> Observation:
+        """Bridge resets: the k-th of `count` start poses midway between the training ones; else the
+        reset service's episode of seed EVAL_SEED_BASE + k (a procedural track of its own)."""
+        if self.bridge:
+            self._teleport(self.eval_poses.spread(k, count))
+        else:
+            self.world.reset(EVAL_SEED_BASE + k)
+            self.builder.set_route_from_path(route_msg(self.world))
+        return self._first_observation()
+
+    def _teleport(self, start: StartPose) -> None:
+        self.world.request_transform(start.x, start.y, start.yaw)
+        self.world.request_speed(0.0)
+        self.world.step(0.0, 0.0, 1.0)  # the brake tick that shows the car standing there
+        self._open_route((start.goal_x, start.goal_y))
+
+    def _first_observation(self) -> Observation:
         self.builder.reset()
         self._current = self._observe(new_segment=True)
         self.scorer.start(self._current)
