@@ -34,7 +34,7 @@ def test_installed_pieces_are_included_and_missing_ones_named():
     assert isinstance(actions[0], IncludeLaunchDescription)
     missing = [a for a in actions if isinstance(a, LogInfo)]
     assert len(missing) == 2
-    text = " ".join(str(part) for a in missing for part in a.msg)
+    text = " ".join(getattr(part, "text", str(part)) for a in missing for part in a.msg)
     assert "carla_spawn_objects" in text and "carla_waypoint_publisher" in text
 
 
