@@ -52,6 +52,7 @@ class LoopHooks:
     on_step: Callable[[], None] = lambda: None  # after each completed step
     on_episode: Callable[[EpisodeStats, int], None] = lambda stats, env_steps: None
     on_train: Callable[[Mapping[str, float], int], None] = lambda stats, total_it: None
+    info: Callable[[str], None] = lambda message: None
     warn: Callable[[str], None] = lambda message: None
     on_evaluation: Callable[[Evaluation, int], None] = lambda evaluation, env_steps: None
 
@@ -136,7 +137,7 @@ class TrainingLoop:
                     self._end_episode(episode, str(last.info["reason"]))
                     episode = EpisodeStats(index=self.episodes)
         if episode.steps and self.stop.is_set():
-            self.hooks.warn(f"stopping in episode {episode.index} after {episode.steps} steps")
+            self.hooks.info(f"stopping in episode {episode.index} after {episode.steps} steps")
 
     def evaluate(self, env: Environment) -> Evaluation:
         """The policy without exploration noise on the environment's evaluation episodes; nothing

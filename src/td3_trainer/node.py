@@ -127,6 +127,7 @@ class TrainerNode(Node):
                 on_step=self._after_step,
                 on_episode=lambda stats, env_steps: self.monitor.on_episode(stats, env_steps),
                 on_train=lambda stats, total_it: self.monitor.on_train(stats, total_it),
+                info=self.log.info,
                 warn=self.log.warning,
                 on_evaluation=self._on_evaluation,
             ),

@@ -132,12 +132,6 @@ class SimEnv:
         self._current = after
         return Received(after, step)
 
-    def step(self, action: np.ndarray) -> Step:
-        self.send(action)
-        finished = self.receive().finished
-        assert finished is not None
-        return finished
-
     def flush(self) -> Step | None:
         return None  # every step is complete when its tick is
 
