@@ -1,14 +1,16 @@
 """Does the trainer learn? TD3 for a fixed step budget on the embedded simulator, then an
 evaluation of the learned policy against a uniform random policy on the same episodes.
 
-The learner, replay buffer, observation, reward and episode rules are the trainer node's
-(bench/driving_env.py leaves out only DDS); the parameters are config/trainer.yaml's with the
-overrides below. Evaluation: deterministic actions (no exploration noise) on `--eval-episodes`
-episodes of the loop track, each from another spawn point (seeds 1000+), up to
-`--eval-steps` steps. Reported per policy: the mean return and the mean distance driven along
+Training is the trainer node's own loop (td3_trainer.loop.TrainingLoop) over the in-process
+environment (td3_trainer.sim_env.SimEnv: the node's observation, reward and episode rules,
+without DDS); the parameters are config/trainer.yaml's with the overrides below.
+Evaluation (td3_trainer.loop.run_episode): deterministic actions (no exploration noise) on
+`--eval-episodes` episodes of the loop track, each from another spawn point (seeds 1000+), up
+to `--eval-steps` steps. Reported per policy: the mean return and the mean distance driven along
 the route before the episode ended (a collision or leaving the road ends it), and how many
-episodes ended that way. Training is the trainer node's loop: random warm-up actions for
-`--learning-starts` steps, then the policy plus exploration noise and one update per step.
+episodes ended that way. Training: random warm-up actions until the replay buffer holds
+max(`--learning-starts`, `--batch-size`) transitions, then the policy plus exploration noise and
+updates_per_step updates per step.
 
     python -m bench.bench_learning [--steps N] [--learning-starts N] [--batch-size N] ...
 
@@ -21,19 +23,21 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import yaml
 
-from bench.driving_env import DrivingEnv
 from td3_bringup.graph import file_parameters, repo_config_dir
 from td3_core.networks import Architecture
 from td3_sim.world import SimConfig
 from td3_trainer.config import TD3Config
-from td3_trainer.exploration import ExplorationNoise
+from td3_trainer.environment import Observation
+from td3_trainer.loop import LoopHooks, LoopSettings, TrainingLoop, run_episode
 from td3_trainer.params import validate
 from td3_trainer.replay_buffer import FrameReplayBuffer
+from td3_trainer.sim_env import SimEnv
 from td3_trainer.td3 import TD3Agent
 
 CONFIG = repo_config_dir() / "trainer.yaml"
@@ -43,26 +47,20 @@ def trainer_params(overrides: dict):
     return validate(file_parameters(CONFIG, "td3_trainer") | overrides)
 
 
-def evaluate(env: DrivingEnv, policy, episodes: int, max_steps: int) -> dict:
-    returns, distances, crashes, actions = [], [], 0, []
-    for episode in range(episodes):
-        step = env.reset(1000 + episode)
-        start = step.projection.distance_along
-        total = 0.0
-        for _ in range(max_steps):
-            action = policy(step)
-            actions.append(action)
-            step = env.step(action)
-            total += step.reward
-            if step.outcome.done:
-                break
-        crashes += int(step.outcome.terminated)
-        returns.append(total)
-        distances.append(step.projection.distance_along - start)
+def evaluate(env: SimEnv, policy: Callable[[Observation], np.ndarray], episodes: int, max_steps: int) -> dict:
+    actions: list[np.ndarray] = []
+
+    def recorded(observation: Observation) -> np.ndarray:
+        actions.append(policy(observation))
+        return actions[-1]
+
+    results = [run_episode(env, recorded, env.reset(1000 + episode), max_steps) for episode in range(episodes)]
+    returns = [r.episode_return for r in results]
+    distances = [r.progress_m for r in results]
     return {
         "mean_return": float(np.mean(returns)),
         "mean_distance_m": float(np.mean(distances)),
-        "episodes_ended_by_crash": crashes,
+        "episodes_ended_by_crash": sum(r.reason in ("collision", "off_road") for r in results),
         "mean_abs_steer": float(np.mean(np.abs(np.asarray(actions)[:, 0]))),
         "mean_accel": float(np.mean(np.asarray(actions)[:, 1])),
         "returns": [round(r, 1) for r in returns],
@@ -70,38 +68,14 @@ def evaluate(env: DrivingEnv, policy, episodes: int, max_steps: int) -> dict:
     }
 
 
-def train(env: DrivingEnv, agent: TD3Agent, buffer: FrameReplayBuffer, args, rng: np.random.Generator) -> dict:
-    step = env.reset(-1)
-    buffer.start_episode(step.frames[-1], step.vector)
-    episodes, episode_return, returns = 0, 0.0, []
+def train(loop: TrainingLoop, env: SimEnv) -> dict:
+    returns: list[float] = []
+    loop.hooks = LoopHooks(on_episode=lambda stats, _: returns.append(stats.episode_return))
     started = time.perf_counter()
-    cfg = agent.config
-    warmup = ExplorationNoise(cfg.warmup_noise, cfg.exploration_correlation, 2, rng)
-    noise = ExplorationNoise(cfg.exploration_noise, cfg.exploration_correlation, 2, rng)
-    for t in range(args.steps):
-        if t < args.learning_starts:
-            if cfg.exploration_correlation > 0:
-                action = np.clip(warmup.sample(), -1.0, 1.0).astype(np.float32)
-            else:
-                action = rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
-        else:
-            action = np.clip(agent.act(step.frames, step.vector) + noise.sample(), -1.0, 1.0).astype(np.float32)
-        step = env.step(action)
-        o = step.outcome
-        buffer.add(action, step.reward, step.frames[-1], step.vector, o.terminated, o.truncated)
-        episode_return += step.reward
-        if t >= args.learning_starts:
-            agent.update(buffer.sample(args.batch_size))
-        if o.done:
-            returns.append(episode_return)
-            episodes, episode_return = episodes + 1, 0.0
-            step = env.reset(-1)
-            buffer.start_episode(step.frames[-1], step.vector)
-            warmup.reset()
-            noise.reset()
+    loop.run(env)
     return {
-        "episodes": episodes,
-        "updates": agent.total_it,
+        "episodes": loop.episodes,
+        "updates": loop.agent.total_it,
         "seconds": round(time.perf_counter() - started, 1),
         "last_10_returns": [round(r, 1) for r in returns[-10:]],
     }
@@ -145,8 +119,9 @@ def main() -> None:
         | overrides
     )
     sim = SimConfig(image_width=args.camera[0], image_height=args.camera[1], seed=0)
-    env = DrivingEnv(sim, params, bridge=args.resets == "bridge")
+    env = SimEnv(sim, params, bridge=args.resets == "bridge")
     arch: Architecture = params.architecture
+    torch.manual_seed(args.seed)  # as the trainer node seeds its networks
     agent = TD3Agent(arch, TD3Config.from_dict(params.td3), device="cpu")
     buffer = FrameReplayBuffer(
         args.steps + 1,
@@ -155,8 +130,15 @@ def main() -> None:
         arch.vector_dim,
         seed=args.seed,
     )
-    rng = np.random.default_rng(args.seed)
-    training = train(env, agent, buffer, args, rng)
+    config = TD3Config.from_dict(params.td3)
+    settings = LoopSettings(
+        total_steps=args.steps,
+        learning_starts=args.learning_starts,
+        batch_size=args.batch_size,
+        updates_per_step=int(params.updates_per_step),
+    )
+    loop = TrainingLoop(agent, buffer, config, settings, np.random.default_rng(args.seed))
+    training = train(loop, env)
 
     eval_rng = np.random.default_rng(args.seed + 1)
     learned = evaluate(env, lambda s: agent.act(s.frames, s.vector), args.eval_episodes, args.eval_steps)

@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from td3_core.checkpoint import CheckpointError, resolve_checkpoint, save_checkpoint, write_latest_pointer
+from td3_core.checkpoint import (
+    BEST_POINTER,
+    CheckpointError,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+    write_latest_pointer,
+    write_pointer,
+)
 from td3_core.networks import Architecture
 from td3_core.vector_state import ObservationConfig
 from td3_driver.hot_reload import CheckpointId, CheckpointWatcher, Rejected, Swap
@@ -262,6 +270,45 @@ def test_latest_without_any_run(tmp_path: Path):
     assert "does not exist" in _refused_spec("latest", tmp_path / "missing")
     (tmp_path / "models" / "empty_run").mkdir(parents=True)
     assert "complete checkpoint" in _refused_spec("latest", tmp_path / "models")
+
+
+def test_best_is_the_newest_runs_best_and_survives_pruning(tmp_path: Path):
+    models = tmp_path / "models"
+    arch = small_architecture(PIXELS)
+    old_best = write_checkpoint(models / "old" / "td3_s_step_5.pth", PIXELS, arch)
+    write_pointer(models / "old", old_best, BEST_POINTER)
+    _set_mtime(old_best, 100)
+    run = models / "run"
+    best = write_checkpoint(run / "td3_s_step_10.pth", PIXELS, arch)
+    write_pointer(run, best, BEST_POINTER)
+    for step in (20, 30, 40):
+        latest = write_checkpoint(run / f"td3_s_step_{step}.pth", PIXELS, arch)
+    # The run with the newest `latest` decides; its `best` need not be its newest file.
+    assert resolve_checkpoint("best", models) == best
+    assert resolve_checkpoint(run / "best", models) == best
+    assert resolve_checkpoint(run / "latest", models) == latest
+    assert resolve_checkpoint("best", run) == best  # models_dir may be the run itself
+    prune_checkpoints(run, keep_last=1)
+    assert best.is_file() and latest.is_file()
+    assert not (run / "td3_s_step_20.pth").exists()
+    # A run without an evaluation yet has no best: a clear refusal, not its latest.
+    write_checkpoint(models / "fresh" / "td3_s_step_1.pth", PIXELS, arch)
+    assert "no 'best' checkpoint" in _refused_spec("best", models)
+
+
+def test_hot_reload_follows_best(tmp_path: Path):
+    run = tmp_path / "models" / "run"
+    arch = small_architecture(PIXELS)
+    first = write_checkpoint(run / "td3_s_step_1.pth", PIXELS, arch, seed=1)
+    write_pointer(run, first, BEST_POINTER)
+    runner = _load(first)
+    watcher = _watcher("best", tmp_path / "models", first, runner)
+    write_checkpoint(run / "td3_s_step_2.pth", PIXELS, arch, seed=2)  # newer, but not better
+    assert _poll_done(watcher) is None
+    better = write_checkpoint(run / "td3_s_step_3.pth", PIXELS, arch, seed=3)
+    write_pointer(run, better, BEST_POINTER)
+    outcome = _poll_done(watcher)
+    assert isinstance(outcome, Swap) and outcome.identity.path == better.resolve()
 
 
 def _refused_spec(spec: str, models_dir: Path) -> str:

@@ -455,3 +455,28 @@ def test_topics_are_remappable(tmp_path: FsPath):
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_driver_starts_from_best(tmp_path: FsPath):
+    from rclpy.parameter import Parameter
+
+    from td3_core.checkpoint import BEST_POINTER, write_pointer
+    from td3_driver.node import DriverNode
+
+    models = tmp_path / "models"
+    best = write_checkpoint(models / "run" / "td3_s_step_1.pth", VECTOR, small_architecture(VECTOR))
+    write_pointer(models / "run", best, BEST_POINTER)
+    write_checkpoint(models / "run" / "td3_s_step_2.pth", VECTOR, small_architecture(VECTOR))  # the latest
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        overrides = [
+            Parameter("checkpoint", value="best"),
+            Parameter("models_dir", value=str(models)),
+            Parameter("cpu_threads", value=0),
+        ]
+        node = DriverNode(context=context, parameter_overrides=overrides)
+        assert node.checkpoint.path == best.resolve()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

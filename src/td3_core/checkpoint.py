@@ -41,6 +41,8 @@ from td3_core.vector_state import ObservationConfig
 FORMAT_VERSION = 2
 SUPPORTED_FORMATS = (1, 2)
 LATEST_POINTER = "latest"
+BEST_POINTER = "best"  # the checkpoint with the best evaluation score of its run
+POINTERS = (LATEST_POINTER, BEST_POINTER)
 CHECKPOINT_GLOB = "td3_*_step_*.pth"
 _STEP_RE = re.compile(r"_step_(\d+)\.pth$")
 
@@ -132,10 +134,15 @@ def save_checkpoint(payload: Mapping[str, Any], path: Path | str) -> Path:
     return path
 
 
-def write_latest_pointer(run_dir: Path | str, checkpoint: Path | str) -> None:
-    """Point `<run_dir>/latest` at `checkpoint` (a file name relative to run_dir)."""
+def write_pointer(run_dir: Path | str, checkpoint: Path | str, pointer: str = LATEST_POINTER) -> None:
+    """Point `<run_dir>/<pointer>` (latest, best) at `checkpoint` (a file name relative to run_dir),
+    atomically."""
     run_dir = Path(run_dir)
-    atomic_write_bytes(run_dir / LATEST_POINTER, (Path(checkpoint).name + "\n").encode())
+    atomic_write_bytes(run_dir / pointer, (Path(checkpoint).name + "\n").encode())
+
+
+def write_latest_pointer(run_dir: Path | str, checkpoint: Path | str) -> None:
+    write_pointer(run_dir, checkpoint, LATEST_POINTER)
 
 
 def checkpoint_step(path: Path) -> int:
@@ -149,14 +156,14 @@ def list_checkpoints(run_dir: Path | str) -> list[Path]:
 
 
 def prune_checkpoints(run_dir: Path | str, keep_last: int) -> list[Path]:
-    """Delete all but the newest `keep_last` checkpoints, never the one `latest` points at."""
+    """Delete all but the newest `keep_last` checkpoints, never one that `latest` or `best` points at."""
     if keep_last <= 0:
         return []
     run_dir = Path(run_dir)
-    protected = read_latest_pointer(run_dir)
+    protected = {target.resolve() for target in (read_pointer(run_dir, name) for name in POINTERS) if target}
     removed = []
     for path in list_checkpoints(run_dir)[:-keep_last]:
-        if protected is not None and path.resolve() == protected.resolve():
+        if path.resolve() in protected:
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
@@ -167,7 +174,12 @@ def prune_checkpoints(run_dir: Path | str, keep_last: int) -> list[Path]:
 
 
 def read_latest_pointer(run_dir: Path) -> Path | None:
-    pointer = Path(run_dir) / LATEST_POINTER
+    return read_pointer(run_dir, LATEST_POINTER)
+
+
+def read_pointer(run_dir: Path | str, pointer: str) -> Path | None:
+    """The checkpoint `<run_dir>/<pointer>` names, if it is there."""
+    pointer = Path(run_dir) / pointer
     try:
         name = read_small_text(pointer).strip()  # never blocks on a FIFO, never reads a huge file whole
     except (OSError, UnicodeDecodeError):
@@ -179,21 +191,20 @@ def read_latest_pointer(run_dir: Path) -> Path | None:
 
 
 def resolve_checkpoint(spec: str | Path, models_dir: Path | str = "models") -> Path:
-    """A .pth path, a run directory (its `latest`), or "latest" (newest run under models_dir)."""
+    """A .pth path, a run directory (its `latest`), "latest" (the newest checkpoint of the runs
+    under models_dir, or of models_dir itself when it is a run), "best" (the `best` of the run
+    whose `latest` is newest), or a pointer file `<run>/latest`, `<run>/best`."""
     spec_str = str(spec).strip()
     if not spec_str:
-        raise CheckpointError("empty checkpoint parameter: give a .pth path, a run directory or 'latest'")
-    if spec_str == LATEST_POINTER:
-        root = Path(models_dir)
-        if not root.is_dir():
-            raise CheckpointError(f"no checkpoint: models directory '{root}' does not exist")
-        candidates = [p for p in (read_latest_pointer(d) for d in root.iterdir() if d.is_dir()) if p]
-        direct = read_latest_pointer(root)
-        candidates += [direct] if direct else []
-        if not candidates:
-            raise CheckpointError(f"no run under '{root}' has a complete checkpoint ('latest' pointer)")
-        return max(candidates, key=lambda p: p.stat().st_mtime_ns)
+        raise CheckpointError("empty checkpoint parameter: give a .pth path, a run directory, 'latest' or 'best'")
+    if spec_str in POINTERS:
+        return _newest_run_pointer(Path(models_dir), spec_str)
     path = Path(spec_str)
+    if path.name in POINTERS and path.parent.is_dir():
+        found = read_pointer(path.parent, path.name)
+        if found is None:
+            raise CheckpointError(f"'{path}' names no complete checkpoint")
+        return found
     try:
         if path.is_dir():
             found = read_latest_pointer(path) or next(reversed(list_checkpoints(path)), None)
@@ -203,6 +214,22 @@ def resolve_checkpoint(spec: str | Path, models_dir: Path | str = "models") -> P
     except OSError as error:  # symlink loops, permissions
         raise CheckpointError(f"cannot read '{path}': {error}") from error
     return path
+
+
+def _newest_run_pointer(root: Path, pointer: str) -> Path:
+    if not root.is_dir():
+        raise CheckpointError(f"no checkpoint: models directory '{root}' does not exist")
+    runs = [d for d in root.iterdir() if d.is_dir() and read_latest_pointer(d)]
+    runs += [root] if read_latest_pointer(root) else []
+    if not runs:
+        raise CheckpointError(f"no run under '{root}' has a complete checkpoint ('latest' pointer)")
+    newest = max(runs, key=lambda run: read_latest_pointer(run).stat().st_mtime_ns)  # type: ignore[union-attr]
+    if pointer == LATEST_POINTER:
+        return read_latest_pointer(newest)  # type: ignore[return-value]
+    found = read_pointer(newest, pointer)
+    if found is None:
+        raise CheckpointError(f"the newest run '{newest}' has no '{pointer}' checkpoint (no evaluation yet?)")
+    return found
 
 
 # --------------------------------------------------------------------------- reading

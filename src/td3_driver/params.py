@@ -50,7 +50,7 @@ def _reliability(v: str) -> str | None:
 
 
 def _non_empty(v: str) -> str | None:
-    return None if v.strip() else "must not be empty (a .pth path, a run directory or 'latest')"
+    return None if v.strip() else "must not be empty (a .pth path, a run directory, 'latest' or 'best')"
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ class Param:
 
 
 PARAMS: tuple[Param, ...] = (
-    Param("checkpoint", "latest", "a .pth file, a run directory (its newest checkpoint) or 'latest'", _non_empty),
-    Param("models_dir", "models", "where 'latest' looks for runs"),
+    Param("checkpoint", "latest", "a .pth file, a run directory (its newest one), 'latest' or 'best'", _non_empty),
+    Param("models_dir", "models", "where 'latest' and 'best' look for runs"),
     Param("device", "auto", "torch device: auto (cuda when available), cuda, cuda:<index> or cpu", _device),
     Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _ros_name),
     Param("rate_hz", 20.0, "command publishing rate (Hz)", _rate),

@@ -33,10 +33,17 @@ class StartPose:
 
 
 class StartPoses:
-    """Points every `spacing_m` of the start-up route that still have `goal_ahead_m` before its end."""
+    """Points every `spacing_m` of the start-up route (from `offset_m`) that still have `goal_ahead_m`
+    before its end. Evaluation uses offset_m = spacing_m / 2: start poses training never had."""
 
     def __init__(
-        self, route_points: np.ndarray, spacing_m: float, goal_ahead_m: float, seed: int, z: np.ndarray | None = None
+        self,
+        route_points: np.ndarray,
+        spacing_m: float,
+        goal_ahead_m: float,
+        seed: int,
+        z: np.ndarray | None = None,
+        offset_m: float = 0.0,
     ) -> None:
         points = np.asarray(route_points, dtype=np.float64)
         heights = np.zeros(len(points)) if z is None else np.asarray(z, dtype=np.float64)
@@ -48,7 +55,7 @@ class StartPoses:
         if not np.isfinite(along[-1]) or along[-1] / spacing_m > MAX_START_POSES:
             raise ValueError(f"the start-up route is {along[-1]:.3g} m long: not a road")
         ahead = min(goal_ahead_m, 0.5 * along[-1])  # a short route still gives some poses
-        candidates = np.arange(0.0, along[-1] - ahead + 1e-9, spacing_m)
+        candidates = np.arange(offset_m, along[-1] - ahead + 1e-9, spacing_m)
         if len(candidates) == 0:
             raise ValueError(f"the start-up route is {along[-1]:.1f} m long: too short for start poses")
         self.poses: list[StartPose] = []
@@ -64,6 +71,10 @@ class StartPoses:
         self.goal_ahead_m = float(ahead)
         self._rng = np.random.default_rng(seed)
         self._last: int | None = None
+
+    def spread(self, k: int, count: int) -> StartPose:
+        """The k-th of `count` poses spread evenly along the route (the same ones every time)."""
+        return self.poses[(k * len(self.poses)) // max(count, 1) % len(self.poses)]
 
     def draw(self) -> StartPose:
         """A seeded random start pose, never the previous one (so a reset always moves the car)."""

@@ -15,6 +15,7 @@ starts empty, and the file is kept, renamed to `<name>.damaged`, with an ERROR n
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,9 @@ from typing import Any
 import torch
 
 from td3_core.checkpoint import (
+    BEST_POINTER,
     CheckpointError,
+    atomic_write_bytes,
     checkpoint_name,
     list_checkpoints,
     load_checkpoint_file,
@@ -34,9 +37,11 @@ from td3_core.checkpoint import (
     save_checkpoint,
     validate_training_state,
     write_latest_pointer,
+    write_pointer,
 )
 
 REPLAY_SUFFIX = ".replay.pt"
+EVAL_SUFFIX = ".eval.json"  # an evaluation's results, next to the checkpoint of the evaluated policy
 DAMAGED_SUFFIX = ".damaged"
 REPLAY_FORMAT = "td3_drive.replay/1"
 Log = Callable[[str], None]
@@ -44,6 +49,10 @@ Log = Callable[[str], None]
 
 def replay_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + REPLAY_SUFFIX)
+
+
+def eval_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.stem + EVAL_SUFFIX)
 
 
 def default_run_name() -> str:
@@ -120,8 +129,16 @@ class CheckpointManager:
     def due(self, env_steps: int) -> bool:
         return self.every > 0 and env_steps > 0 and env_steps % self.every == 0 and env_steps != self.last_saved_step
 
-    def save(self, payload: Mapping[str, Any], env_steps: int, replay_state: Callable[[], dict] | None) -> Path | None:
-        """Write one checkpoint (+ buffer), move `latest`, prune; None when it could not be saved."""
+    def save(
+        self,
+        payload: Mapping[str, Any],
+        env_steps: int,
+        replay_state: Callable[[], dict] | None,
+        evaluation: Mapping[str, float] | None = None,
+        best: bool = False,
+    ) -> Path | None:
+        """Write one checkpoint (+ buffer, + evaluation results), move `latest` (and `best` when
+        `best`), prune; None when it could not be saved."""
         path = self.run_dir / checkpoint_name(self.scenario, env_steps)
         replay = replay_path(path)
         wrote_replay = False
@@ -131,7 +148,12 @@ class CheckpointManager:
                 _atomic_torch_save({"format": REPLAY_FORMAT, "env_steps": env_steps, "state": replay_state()}, replay)
                 wrote_replay = True
             save_checkpoint(payload, path)
+            if evaluation is not None:
+                atomic_write_bytes(eval_path(path), (json.dumps(dict(evaluation), indent=1) + "\n").encode())
             write_latest_pointer(self.run_dir, path)
+            if best:
+                write_pointer(self.run_dir, path, BEST_POINTER)
+                self._info(f"best checkpoint (evaluation score {evaluation and evaluation.get('score')}): {path}")
         except Exception as error:  # disk full, permissions, a file in the way: keep training
             self.failures += 1
             previous = f"; the previous checkpoint {self.last_saved} is intact" if self.last_saved else ""
@@ -148,6 +170,7 @@ class CheckpointManager:
         try:
             for removed in prune_checkpoints(self.run_dir, self.keep_last):
                 replay_path(removed).unlink(missing_ok=True)
+                eval_path(removed).unlink(missing_ok=True)
             kept = {p.stem for p in list_checkpoints(self.run_dir)}
             for replay in self.run_dir.glob(f"*{REPLAY_SUFFIX}"):
                 if replay.name[: -len(REPLAY_SUFFIX)] not in kept:

@@ -1,12 +1,15 @@
-"""The simulator as a synchronous RL environment, over the carla-ros-bridge topics.
+"""The simulator as a synchronous RL environment, over the carla-ros-bridge topics
+(td3_trainer.environment's contract).
 
-send(action) publishes one CarlaEgoVehicleControl; observe() waits for the image of the NEXT
+send(action) publishes one CarlaEgoVehicleControl; receive() waits for the image of the NEXT
 tick (stamp newer than the last) and the odometry of the same stamp, and turns them into an
-observation with td3_core's ObservationBuilder. reset() asks the reset service for a new
-episode and waits for its first frame. Nothing here blocks without a deadline: a wait that
-expires logs what it waits for, re-sends the last command (the bridge ticks on commands), and
-after `max_timeouts` in a row becomes a gap; frames after a gap or a drop start a new segment,
-so no transition is ever built across missing frames.
+observation with td3_core's ObservationBuilder. A step is completed (scored by StepScorer) one
+tick late: the bridge may deliver an event of a tick with the next one (its own stamp), so
+(before, action, after) waits for the tick after `after`. reset() teleports the car through
+the bridge (or asks the reset service) and waits for the episode's first frame. Nothing here
+blocks without a deadline: a wait that expires logs what it waits for, re-sends the last
+command (the bridge ticks on commands), and after `max_timeouts` in a row becomes a gap; frames
+after a gap or a drop start a new segment, so no transition is ever built across missing frames.
 
 ROS callbacks run on the executor's thread and only store messages (TickBuffer); decoding and
 everything else happens on the caller's (training loop's) thread.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -32,9 +35,11 @@ from td3_drive.srv import ResetEpisode
 from td3_core.actions import action_to_command
 from td3_core.image_codec import ImageError
 from td3_core.observation import ObservationBuilder, pose_from_odometry, route_points_from_path
-from td3_core.route import RouteProjection, wrap_angle
+from td3_core.route import wrap_angle
 from td3_trainer.bridge_reset import StartPose, StartPoses, route_fits, settle_check
+from td3_trainer.environment import EVAL_SEED_BASE, Observation, Received, Step, StepScorer, with_late_events
 from td3_trainer.params import TrainerParams
+from td3_trainer.reward import RewardFunction
 from td3_trainer.tick_sync import (
     NS_PER_S,
     GapKind,
@@ -64,26 +69,6 @@ TELEPORT_M = 2.0  # a jump this long in one tick is a reposition (carla_waypoint
 GOAL_RESEND_TICKS = 10  # a reset re-sends its goal when no fitting route came for this many ticks
 
 
-@dataclass(frozen=True)
-class Observation:
-    frames: np.ndarray  # (frame_stack, H, W) uint8, oldest first
-    frame: np.ndarray  # the newest (H, W) frame: what the replay buffer stores
-    vector: np.ndarray  # float32 vector state (empty without use_vector_state)
-    stamp_ns: int
-    x: float
-    y: float
-    speed: float  # m/s
-    projection: RouteProjection
-    heading_error: float
-    collisions: int = 0
-    lane_invasions: int = 0
-    late_collisions: int = 0  # events of the PREVIOUS tick that came with this one (own, earlier stamp)
-    late_lane_invasions: int = 0
-    new_segment: bool = True  # first frame of an episode or after a gap: no transition into it
-    gap: GapKind = GapKind.NONE
-    odometry_matched: bool = True
-
-
 class RosEnv:
     def __init__(self, node: Node, params: TrainerParams, stop: threading.Event) -> None:
         self.node = node
@@ -98,6 +83,10 @@ class RosEnv:
         self.resync = ResyncState(max_timeouts=int(params.max_timeouts))
         self.counters = self.resync.counters
         self.dt_ns = round(float(params.fixed_delta_seconds) * NS_PER_S)
+        self.scorer = StepScorer(params.episode, RewardFunction(params.reward, float(params.fixed_delta_seconds)))
+        self._current: Observation | None = None  # the newest observation: the next action answers it
+        self._action: np.ndarray | None = None  # the action sent for it
+        self._open: tuple[Observation, np.ndarray, Observation] | None = None  # a step awaiting its late events
         self.waiting_for = ""  # what the loop waits for right now, for diagnostics
 
         self.last_stamp_ns: int | None = None
@@ -153,13 +142,64 @@ class RosEnv:
         self._velocity_pub = node.create_publisher(Twist, self.velocity_topic, SENSOR_QOS)
         self._goal_pub = node.create_publisher(PoseStamped, self.goal_topic, SENSOR_QOS)
         self.start_poses: StartPoses | None = None
+        self.eval_poses: StartPoses | None = None  # midway between the training start poses
         self.gave_up = False  # no episode could be started: training stopped with an error
         self._last_xy: tuple[float, float] | None = None
 
+    # ------------------------------------------------------------------ the environment contract
+
+    def send(self, action: np.ndarray) -> None:
+        """Publish the command for `action`, stamped with the observation it answers."""
+        assert self._current is not None, "reset() first"
+        self._action = action
+        self.publish_action(action, self._current.stamp_ns)
+
+    def receive(self) -> Received | None:
+        """The next observation, and the step before it, now that its tick's late events are in."""
+        following = self.observe()
+        if following is None:
+            return None
+        finished = None
+        if self._open is not None:
+            before, action, after = self._open
+            finished = self.scorer.score(before, action, with_late_events(after, following))
+            self._open = None
+        if finished is None or not finished.done:
+            assert self._current is not None and self._action is not None
+            self._open = (self._current, self._action, following)
+        self._current = following
+        return Received(following, finished)
+
+    def flush(self) -> Step | None:
+        if self._open is None:
+            return None
+        step = self.scorer.score(*self._open)
+        self._open = None
+        return step
+
+    def reset(self, seed: int) -> Observation | None:
+        """Start a training episode; returns its first observation, or None when stopping."""
+        return self._started(self._start_episode(seed) if self._reset_client else self._bridge_reset(None))
+
+    def evaluation_reset(self, k: int, count: int) -> Observation | None:
+        """Bridge resets: the k-th of `count` start poses midway between the training ones (the
+        training reset path); with a reset service: seed EVAL_SEED_BASE + k (on the embedded
+        simulator's procedural tracks, a track training never had)."""
+        if self._reset_client is not None:
+            return self._started(self._start_episode(EVAL_SEED_BASE + k))
+        return self._started(self._bridge_reset((k, count)))
+
+    def _started(self, observation: Observation | None) -> Observation | None:
+        self._open = None
+        self._current = observation
+        if observation is not None:
+            self.scorer.start(observation)
+        return observation
+
     # ------------------------------------------------------------------ actions
 
-    def send(self, action: np.ndarray, stamp_ns: int) -> None:
-        """Publish the command for `action`, stamped with the observation it answers."""
+    def publish_action(self, action: np.ndarray, stamp_ns: int) -> None:
+        """Publish the command for `action`, stamped `stamp_ns`."""
         command = action_to_command(float(action[0]), float(action[1]), self.params.action)
         msg = CarlaEgoVehicleControl()
         msg.header.stamp = Time(sec=stamp_ns // NS_PER_S, nanosec=stamp_ns % NS_PER_S)
@@ -376,10 +416,7 @@ class RosEnv:
 
     # ------------------------------------------------------------------ episodes
 
-    def reset(self, seed: int) -> Observation | None:
-        """Start an episode; returns its first observation, or None when stopping."""
-        if self._reset_client is None:
-            return self._bridge_reset()
+    def _start_episode(self, seed: int) -> Observation | None:
         while not self.stop.is_set():
             mark = self.ticks.seq
             newest = self.ticks.newest_image_stamp()
@@ -391,7 +428,7 @@ class RosEnv:
                 reset_stamp = frame * self.dt_ns if frame > 0 else None
                 describe = f"of the new episode (frame {frame})"
                 query = TickQuery(last, or_received_after_seq=mark, or_stamp_ns=reset_stamp, describe=describe)
-            else:  # not reached: reset() takes the bridge path without a service
+            else:  # not reached: without a service it is the bridge path
                 return None
             if not self._await_route(mark, seed):
                 continue
@@ -424,17 +461,21 @@ class RosEnv:
 
     # ------------------------------------------------------------------ resets through the bridge
 
-    def _bridge_reset(self) -> Observation | None:
-        """Teleport to a start pose of the start-up route, zero velocity, a goal, brake until the car
-        stands there and the route to that goal has come; retried elsewhere, then given up."""
+    def _bridge_reset(self, evaluation: tuple[int, int] | None) -> Observation | None:
+        """Teleport to a start pose of the start-up route (a drawn training one, or evaluation
+        (k, count)'s), zero velocity, a goal, brake until the car stands there and the route to
+        that goal has come; retried elsewhere, then given up."""
         p = self.params
         if self.start_poses is None and not self._init_start_poses():
             return None
-        assert self.start_poses is not None
+        assert self.start_poses is not None and self.eval_poses is not None
         attempts = int(p.reset_attempts)
         missing = ""
         for attempt in range(1, attempts + 1):
-            start = self.start_poses.draw()
+            if evaluation is None:
+                start = self.start_poses.draw()
+            else:
+                start = self.eval_poses.spread(evaluation[0] + attempt - 1, evaluation[1])
             result = self._teleport(start)
             if result is None:
                 return None
@@ -471,10 +512,10 @@ class RosEnv:
         assert route is not None
         points = route_points_from_path(route.msg)
         heights = np.array([pose.pose.position.z for pose in route.msg.poses], dtype=np.float64)
+        spacing, ahead = float(p.start_pose_spacing_m), float(p.reset_goal_ahead_m)
         try:
-            self.start_poses = StartPoses(
-                points, float(p.start_pose_spacing_m), float(p.reset_goal_ahead_m), int(p.seed), heights
-            )
+            self.start_poses = StartPoses(points, spacing, ahead, int(p.seed), heights)
+            self.eval_poses = StartPoses(points, spacing, ahead, int(p.seed), heights, offset_m=spacing / 2.0)
         except ValueError as error:
             self.log.error(f"no start poses from {self.route_topic}: {error}; stopping training")
             self.gave_up = True
@@ -496,8 +537,10 @@ class RosEnv:
         goal.header.frame_id = "map"
         goal.pose.position.x, goal.pose.position.y = start.goal_x, start.goal_y
         goal.pose.orientation.w = 1.0
-        self._transform_pub.publish(pose)
+        # Velocity first: a teleport applied a tick before the zero velocity lets the car roll on
+        # from the start pose for that tick (set_transform keeps the velocity).
         self._velocity_pub.publish(Twist())
+        self._transform_pub.publish(pose)
         last = max(s for s in (self.last_stamp_ns, self.ticks.newest_image_stamp(), -1) if s is not None)
         goal_mark: int | None = None
         goal_ticks = 0

@@ -3,6 +3,7 @@
 Topics (std_msgs/Float32MultiArray; layout.dim[0].label names the fields, comma-separated):
     ~/episode      once per episode: EPISODE_FIELDS
     ~/train_stats  every stats_period_s: TRAIN_FIELDS (NaN where there is no value yet)
+    ~/evaluation   after each evaluation (eval_every): EVAL_FIELDS
     /diagnostics   every stats_period_s: one DiagnosticStatus, WARN while the loop waits
 The periodic messages come from a timer on the executor's thread, so they keep coming (and
 say what is awaited) while the training loop is blocked waiting for the simulator.
@@ -26,6 +27,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
 from td3_trainer.episode import EpisodeStats
+from td3_trainer.loop import EVALUATION_FIELDS
 from td3_trainer.loop_timing import PHASES
 from td3_trainer.reward import TERMS
 
@@ -57,6 +59,7 @@ TRAIN_FIELDS = (
     *(f"{phase}_s" for phase in PHASES),
     "loop_s",
 )
+EVAL_FIELDS = ("env_steps", *EVALUATION_FIELDS, "score", "best_score")
 STAT_KEYS = ("critic_loss", "actor_loss", "q1_mean", "q2_mean", "target_q_mean")
 
 
@@ -112,6 +115,8 @@ class Monitor:
         self._episode_pub = node.create_publisher(Float32MultiArray, "~/episode", qos)
         self._stats_pub = node.create_publisher(Float32MultiArray, "~/train_stats", qos)
         self._diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", qos)
+        self._eval_pub = node.create_publisher(Float32MultiArray, "~/evaluation", qos)
+        self._last_eval: dict[str, float] = {}
         self._steps_rate = RateMeter()
         self._updates_rate = RateMeter()
         self._status = status
@@ -185,6 +190,21 @@ class Monitor:
         )
         self.log.info(line)  # also on /rosout; the bar redraws below it
 
+    def on_evaluation(self, values: Mapping[str, float]) -> None:
+        """One evaluation's results (EVAL_FIELDS): the topic, TensorBoard eval/..., /diagnostics, the log."""
+        env_steps = int(values["env_steps"])
+        self._eval_pub.publish(float_array(EVAL_FIELDS, values))
+        for key in EVAL_FIELDS[1:]:
+            self._scalar(f"eval/{key}", float(values[key]), env_steps)
+        self._last_eval = {f"eval_{key}": float(values[key]) for key in EVAL_FIELDS}
+        self.log.info(
+            f"evaluation at step {env_steps}: mean return {values['mean_return']:.1f} over {int(values['episodes'])} "
+            f"episodes, {values['mean_progress_m']:.1f} m along the route ({100 * values['route_completion']:.0f} %), "
+            f"{values['collisions_per_km']:.2f} collisions/km, {values['off_road_per_km']:.2f} off-road/km, "
+            f"{values['mean_speed_mps']:.2f} m/s, |lateral| {values['mean_abs_lateral_m']:.2f} m; "
+            f"best {values['best_score']:.1f}"
+        )
+
     def update(self, **values: float) -> None:
         """The loop's counters (env_steps, total_it, buffer_size, episodes), read by the timer."""
         self._snapshot = {**self._snapshot, **values}
@@ -214,7 +234,7 @@ class Monitor:
         diag.hardware_id = self.role_name
         diag.level = DiagnosticStatus.WARN if waiting else DiagnosticStatus.OK
         diag.message = f"waiting for {waiting}" if waiting else "training"
-        items = {**values, **{k: v for k, v in status.items() if k != "waiting_for"}}
+        items = {**values, **self._last_eval, **{k: v for k, v in status.items() if k != "waiting_for"}}
         diag.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in items.items()]
         array = DiagnosticArray()
         array.header.stamp = self.node.get_clock().now().to_msg()

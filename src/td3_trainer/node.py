@@ -3,10 +3,8 @@
     python -m td3_trainer.node --ros-args --params-file config/trainer.yaml [-p name:=value ...]
 
 The ROS executor spins on a background thread (callbacks only store messages); the training
-loop runs on the main thread:
-
-    publish a_t → gradient updates (while the simulator ticks) → wait for tick t+1
-    → obs_{t+1}, reward, terminated/truncated → store the transition → choose a_{t+1} ...
+loop (td3_trainer.loop, over RosEnv) runs on the main thread. This module is set-up, parameters,
+the loop's monitoring and checkpoint hooks, and shutdown.
 
 SIGINT/SIGTERM set a flag: the loop stops at the next wait, the car gets a brake command, a
 final checkpoint is written and the node exits with status 0. Invalid parameters or an
@@ -16,12 +14,12 @@ unusable resume checkpoint stop it at start-up with status 2 and a message namin
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +33,15 @@ from rclpy.signals import SignalHandlerOptions
 from td3_core.checkpoint import CheckpointError, read_metadata
 from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
-from td3_trainer.env_client import Observation, RosEnv
-from td3_trainer.episode import EpisodeStats, Outcome, classify_step
-from td3_trainer.exploration import ExplorationNoise
-from td3_trainer.loop_timing import LoopTiming
+from td3_trainer.env_client import RosEnv
+from td3_trainer.learner_thread import BackgroundLearner
+from td3_trainer.loop import Evaluation, LoopHooks, LoopSettings, TrainingLoop
 from td3_trainer.monitor import Monitor
 from td3_trainer.params import ParamError, TrainerParams
-from td3_trainer.reward import RewardFunction, StepState
-from td3_trainer.tick_sync import GapKind
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_NO_EPISODE = 3  # no episode could be started (a reset that never settled, no start poses)
-SLOW_UPDATES_S = 0.8  # per step; a bridge waits 1 s for the next command, then ticks on its own
 
 
 class StartupError(Exception):
@@ -70,84 +64,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise StartupError(f"device: '{name}' requested but CUDA is not available")
     return torch.device(name)
-
-
-class BackgroundLearner:
-    """Gradient updates on their own thread (async_updates).
-
-    In the default mode the loop does its updates between publishing a_t and reading tick t+1;
-    an update slower than the bridge's command wait (1 s, e.g. full-size networks on a CPU)
-    then lets the world tick on its own and those frames are dropped. Here the loop only asks
-    for `updates_per_step` updates per step and never waits for them: the thread catches up
-    when it can (a backlog of at most MAX_BACKLOG), and acting uses a copy of the actor
-    refreshed after each actor update. Update counts then depend on timing.
-    """
-
-    MAX_BACKLOG = 1000
-
-    def __init__(self, agent: Any, buffer: Any, buffer_lock: threading.Lock, batch_size: int, node: TrainerNode):
-        from td3_core.networks import Policy
-
-        self.agent = agent
-        self.buffer = buffer
-        self.buffer_lock = buffer_lock
-        self.batch_size = batch_size
-        self.node = node
-        self.lock = threading.Lock()  # the agent: an update, or reading it for a checkpoint
-        self._policy = Policy(agent.arch).to(agent.device).eval().requires_grad_(False)
-        self._policy_lock = threading.Lock()
-        self._refresh_policy()
-        self._cond = threading.Condition()
-        self._pending = 0
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="td3-learner", daemon=True)
-        self._thread.start()
-
-    def request(self, count: int) -> None:
-        with self._cond:
-            self._pending = min(self._pending + count, self.MAX_BACKLOG)
-            self._cond.notify()
-
-    def act(self, frames: np.ndarray, vector: np.ndarray) -> np.ndarray:
-        """The policy's action (no exploration noise), from the snapshot the updates refresh."""
-        device = self.agent.device
-        frames_t = torch.as_tensor(frames, device=device).unsqueeze(0)
-        vector_t = torch.as_tensor(vector, dtype=torch.float32, device=device).reshape(1, -1)
-        with self._policy_lock, torch.inference_mode():
-            action = self._policy(frames_t, vector_t)[0].float().cpu().numpy()
-        return np.clip(action, -1.0, 1.0).astype(np.float32)
-
-    def _refresh_policy(self) -> None:
-        with self._policy_lock:
-            self._policy.actor_cnn.load_state_dict(self.agent.actor_cnn.state_dict())
-            self._policy.actor.load_state_dict(self.agent.actor.state_dict())
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._pending and not self._closing:
-                        self._cond.wait()
-                    if self._closing:
-                        return
-                    self._pending -= 1
-                with self.buffer_lock:
-                    batch = self.buffer.sample(self.batch_size)
-                with self.lock:
-                    stats = self.agent.update(batch)
-                    total_it = self.agent.total_it
-                    if "actor_loss" in stats:
-                        self._refresh_policy()
-                self.node.monitor.on_train(stats, total_it)
-        except Exception as error:  # a failing update must stop the run, not leave it acting blindly
-            self.node.log.fatal(f"gradient update failed: {error!r}")
-            self.node.stop.set()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join()
 
 
 class TrainerNode(Node):
@@ -192,16 +108,33 @@ class TrainerNode(Node):
             seed=int(p.seed),
             fill_level=p.preprocess.constant_fill,  # stacks rebuilt as the observation builder makes them
         )
-        self.buffer_lock = threading.Lock()  # the learner thread samples while the loop adds
         self.rng = np.random.default_rng(int(p.seed))
-        correlation = self.td3_config.exploration_correlation
-        action_dim = p.architecture.action_dim
-        self.exploration = ExplorationNoise(self.td3_config.exploration_noise, correlation, action_dim, self.rng)
-        self.warmup_noise = ExplorationNoise(self.td3_config.warmup_noise, correlation, action_dim, self.rng)
-        self._slow_updates = 0
-        self.env_steps = 0
-        self.episodes = 0
+        self.loop = TrainingLoop(
+            self.agent,
+            self.buffer,
+            self.td3_config,
+            LoopSettings(
+                total_steps=int(p.total_steps),
+                learning_starts=int(p.learning_starts),
+                batch_size=int(p.batch_size),
+                updates_per_step=int(p.updates_per_step),
+                episode_seed=int(p.episode_seed),
+                eval_every=int(p.eval_every),
+                eval_episodes=int(p.eval_episodes),
+            ),
+            self.rng,
+            LoopHooks(
+                on_step=self._after_step,
+                on_episode=lambda stats, env_steps: self.monitor.on_episode(stats, env_steps),
+                on_train=lambda stats, total_it: self.monitor.on_train(stats, total_it),
+                info=self.log.info,
+                warn=self.log.warning,
+                on_evaluation=self._on_evaluation,
+            ),
+            stop=stop,
+        )
         self.resumed_from: str | None = None
+        self.best_score = math.nan  # the best evaluation score of this run so far
         if resumed is not None:
             self._restore(resumed)
 
@@ -215,30 +148,32 @@ class TrainerNode(Node):
             error=self.log.error,
         )
         self.env = RosEnv(self, p, stop)
-        self.reward_fn = RewardFunction(p.reward, float(p.fixed_delta_seconds))
         self.monitor = Monitor(
             self,
             run_name=run_name,
             role_name=str(p.role_name),
             log_dir=str(p.log_dir),
             total_steps=int(p.total_steps),
-            start_steps=self.env_steps,
+            start_steps=self.loop.env_steps,
             stats_period_s=float(p.stats_period_s),
             progress=bool(p.progress),
             tensorboard=bool(p.tensorboard),
             status=self._status,
         )
-        self.learner = (
-            BackgroundLearner(self.agent, self.buffer, self.buffer_lock, int(p.batch_size), self)
-            if p.async_updates
-            else None
-        )
+        if p.async_updates:
+            self.loop.learner = BackgroundLearner(
+                self.agent,
+                self.buffer,
+                self.loop.buffer_lock,
+                int(p.batch_size),
+                self.monitor.on_train,
+                self._learner_failed,
+            )
         self.started = time.monotonic()
-        self.steps_this_run = 0
-        self.timing = LoopTiming()
         self.log.info(
             f"run '{run_name}' → {self.run_dir}; device {self.device}; "
-            f"{'resumed from ' + self.resumed_from if self.resumed_from else 'new run'} at env step {self.env_steps}, "
+            f"{'resumed from ' + self.resumed_from if self.resumed_from else 'new run'} "
+            f"at env step {self.loop.env_steps}, "
             f"update {self.agent.total_it}; budget {p.total_steps or 'unlimited'} steps; "
             f"camera {self.env.image_topic}, commands {self.env.command_topic}"
         )
@@ -259,8 +194,9 @@ class TrainerNode(Node):
     def _restore(self, resumed: Resumed) -> None:
         self.agent.load_checkpoint_payload(resumed.checkpoint, restore_rng=True)
         extra = resumed.extra
-        self.env_steps = int(extra.get("env_steps", 0))
-        self.episodes = int(extra.get("episodes", 0))
+        self.loop.env_steps = int(extra.get("env_steps", 0))
+        self.loop.episodes = int(extra.get("episodes", 0))
+        self.best_score = float(extra.get("best_score", math.nan))
         if isinstance(extra.get("exploration_rng"), dict):
             self.rng.bit_generator.state = extra["exploration_rng"]
         self.resumed_from = str(resumed.path)
@@ -281,176 +217,45 @@ class TrainerNode(Node):
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> None:
-        p = self.params
-        timing = self.timing
-        with timing.phase("reset"):
-            observation = self._start_episode()
-        episode = EpisodeStats(index=self.episodes)
-        # A transition is stored one tick late: the bridge may deliver an event of a tick with the
-        # next one (its own stamp), so (before, action, after) waits for the tick after `after`.
-        pending: tuple[Observation, np.ndarray, Observation] | None = None
-        while observation is not None and not self._budget_spent():
-            with timing.phase("act"):
-                action = self._choose_action(observation)
-                self.env.send(action, observation.stamp_ns)
-            with timing.phase("learn"):
-                self._train()  # overlaps the simulator's tick
-            with timing.phase("wait"):
-                following = self.env.observe()
-            if following is None:
-                break
-            with timing.phase("store"):
-                outcome = Outcome()
-                if pending is not None:
-                    before, pending_action, after = pending
-                    outcome = self._finish_step(episode, before, pending_action, with_late_events(after, following))
-                    if outcome.done:
-                        self._end_episode(episode, outcome.reason)
-                        episode = EpisodeStats(index=self.episodes)
-                        pending = None
-                if not outcome.done:
-                    self.env_steps += 1
-                    self.steps_this_run += 1
-                    episode.steps += 1
-                    episode.move_to(following.x, following.y)
-                    pending = (observation, action, following)
-            if outcome.done:
-                with timing.phase("reset"):
-                    observation = None if self._budget_spent() else self._start_episode()
-            else:
-                observation = following
-        if pending is not None:  # the last transition, with the events known so far
-            before, pending_action, after = pending
-            outcome = self._finish_step(episode, before, pending_action, after)
-            if outcome.done:
-                self._end_episode(episode, outcome.reason)
-        if episode.steps and self.stop.is_set():
-            self.log.info(f"stopping in episode {episode.index} after {episode.steps} steps")
-        if self._budget_spent():
-            self.log.info(f"step budget of {p.total_steps} reached")
+        self.loop.run(self.env)
+        if self.loop.budget_spent():
+            self.log.info(f"step budget of {self.params.total_steps} reached")
 
-    def _finish_step(
-        self, episode: EpisodeStats, before: Observation, action: np.ndarray, after: Observation
-    ) -> Outcome:
-        """Reward, outcome and storage of one transition, then the monitor and checkpoints."""
-        outcome = self._step(episode, before, action, after)
+    def _after_step(self) -> None:
+        loop = self.loop
         self.monitor.on_step()
         self.monitor.update(
-            env_steps=self.env_steps,
+            env_steps=loop.env_steps,
             total_it=self.agent.total_it,
             buffer_size=len(self.buffer),
-            episodes=self.episodes,
-            **self.timing.as_dict(),
+            episodes=loop.episodes,
+            **loop.timing.as_dict(),
         )
-        if self.checkpoints.due(self.env_steps):
+        if self.checkpoints.due(loop.env_steps):
             self.save_checkpoint()
-        return outcome
 
-    def _step(self, episode: EpisodeStats, before: Observation, action: np.ndarray, after: Observation) -> Outcome:
-        """Reward and outcome of one action; stores the transition unless frames were missing."""
-        p = self.params
-        projection = after.projection
-        outcome = classify_step(
-            p.episode,
-            episode_steps=episode.steps,
-            lateral_m=projection.lateral,
-            remaining_m=projection.remaining,
-            collisions=after.collisions,
-        )
-        if after.gap is GapKind.BACKWARDS:
-            return Outcome(truncated=True, reason="restart")
-        if after.new_segment:
-            # Frames are missing between `before` and `after`: no transition across them; the
-            # replay buffer starts a new segment and the reward forgets what it cannot see.
-            episode.gaps += 1
-            with self.buffer_lock:
-                self.buffer.start_episode(after.frame, after.vector)
-            self.reward_fn.resync(projection.distance_along, after.speed)
-            return outcome
-        state = StepState.after(
-            projection,
-            outcome,
-            speed=after.speed,
-            heading_error=after.heading_error,
-            action=action,
-            lane_invasions=after.lane_invasions,
-        )
-        result = self.reward_fn.step(state)
-        with self.buffer_lock:
-            self.buffer.add(action, result.total, after.frame, after.vector, outcome.terminated, outcome.truncated)
-        episode.transitions += 1
-        episode.progress_m += projection.distance_along - before.projection.distance_along
-        episode.add_reward(result.total, result.terms)
-        return outcome
+    def _on_evaluation(self, evaluation: Evaluation, env_steps: int) -> None:
+        """A checkpoint of the evaluated policy with its results beside it; `best` moves to it when
+        its score (the mean evaluation return) beats every earlier one of the run."""
+        score = evaluation.score
+        better = math.isfinite(score) and not (score <= self.best_score)  # NaN best: the first one
+        if better:
+            self.best_score = score
+        values = {"env_steps": env_steps, **evaluation.as_dict(), "score": score, "best_score": self.best_score}
+        self.save_checkpoint(evaluation=values, best=better)
+        self.monitor.on_evaluation(values)
 
-    def _choose_action(self, observation: Observation) -> np.ndarray:
-        """Random actions until learning starts (uniform, or the correlated warm-up noise), then
-        the policy plus exploration noise (td3_trainer.exploration)."""
-        if self.agent.total_it == 0 and len(self.buffer) < self._learning_threshold():
-            if self.td3_config.exploration_correlation > 0.0:
-                return np.clip(self.warmup_noise.sample(), -1.0, 1.0).astype(np.float32)
-            return self.rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
-        if self.learner is not None:
-            action = self.learner.act(observation.frames, observation.vector)
-        else:
-            action = self.agent.act(observation.frames, observation.vector)
-        return np.clip(action + self.exploration.sample(), -1.0, 1.0).astype(np.float32)
-
-    def _learning_threshold(self) -> int:
-        return max(int(self.params.learning_starts), int(self.params.batch_size))
-
-    def _train(self) -> None:
-        updates = int(self.params.updates_per_step)
-        if not updates or len(self.buffer) < self._learning_threshold():
-            return
-        if self.learner is not None:
-            self.learner.request(updates)
-            return
-        started = time.monotonic()
-        batch_size = int(self.params.batch_size)
-        for _ in range(updates):
-            stats = self.agent.update(self.buffer.sample(batch_size))
-            self.monitor.on_train(stats, self.agent.total_it)
-        self._check_update_time(time.monotonic() - started)
-
-    def _check_update_time(self, elapsed: float) -> None:
-        """Say so when updates outlast the bridge's command wait (its frames are then dropped)."""
-        self._slow_updates = self._slow_updates + 1 if elapsed > SLOW_UPDATES_S else 0
-        if self._slow_updates == 3:  # not the first, warm-up update alone
-            self.log.warning(
-                f"the gradient updates of one step take {elapsed:.2f} s: a simulator or bridge that waits at most "
-                "1 s for the next command ticks on its own meanwhile, and those frames are dropped (no "
-                "transitions). Use a GPU, a smaller network or batch_size, or async_updates:=true"
-            )
-
-    def _start_episode(self) -> Observation | None:
-        seed = int(self.params.episode_seed)
-        observation = self.env.reset(seed + self.episodes if seed >= 0 else -1)
-        if observation is None:
-            return None
-        with self.buffer_lock:
-            self.buffer.start_episode(observation.frame, observation.vector)
-        self.reward_fn.reset(observation.projection.distance_along, observation.speed)
-        self.exploration.reset()
-        self.warmup_noise.reset()
-        return observation
-
-    def _end_episode(self, episode: EpisodeStats, reason: str) -> None:
-        episode.reason = reason
-        self.monitor.on_episode(episode, self.env_steps)
-        self.episodes += 1
-
-    def _budget_spent(self) -> bool:
-        total = int(self.params.total_steps)
-        return total > 0 and self.env_steps >= total
+    def _learner_failed(self, error: BaseException) -> None:
+        self.log.fatal(f"gradient update failed: {error!r}")
+        self.stop.set()
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self) -> Path | None:
+    def save_checkpoint(self, evaluation: dict[str, float] | None = None, best: bool = False) -> Path | None:
         p = self.params
         extra = {
-            "env_steps": self.env_steps,
-            "episodes": self.episodes,
+            "env_steps": self.loop.env_steps,
+            "episodes": self.loop.episodes,
             "run_name": self.run_name,
             "scenario": str(p.scenario),
             "replay_buffer_size": len(self.buffer),
@@ -459,8 +264,11 @@ class TrainerNode(Node):
             "wall_time_s": time.monotonic() - self.started,
             "saved_at": time.time(),
             "sync": self.env.counters.as_dict(),
+            "best_score": self.best_score,
+            "evaluation": evaluation or {},
         }
-        with self.learner.lock if self.learner is not None else contextlib.nullcontext():
+        learner = self.loop.learner
+        with learner.lock if learner is not None else contextlib.nullcontext():
             payload = self.agent.checkpoint_payload(
                 preprocess=p.preprocess.to_dict(),
                 observation=p.observation.to_dict(),
@@ -469,10 +277,10 @@ class TrainerNode(Node):
                 extra=extra,
             )
         replay = self._replay_state if p.save_replay_buffer else None
-        return self.checkpoints.save(payload, self.env_steps, replay)
+        return self.checkpoints.save(payload, self.loop.env_steps, replay, evaluation, best)
 
     def _replay_state(self) -> dict:
-        with self.buffer_lock:
+        with self.loop.buffer_lock:
             return self.buffer.state_dict()
 
     def _status(self) -> dict[str, Any]:
@@ -488,34 +296,24 @@ class TrainerNode(Node):
 
     def shutdown(self) -> None:
         """Brake, final checkpoint (unless this step is already saved), close the monitor."""
-        if self.learner is not None:
-            self.learner.close()  # lets a running update finish
+        loop = self.loop
+        if loop.learner is not None:
+            loop.learner.close()  # lets a running update finish
         try:
             self.env.brake()
         except Exception as error:  # the context may already be gone
             self.log.debug(f"no final brake command: {error}")
-        if self.steps_this_run and self.checkpoints.last_saved_step != self.env_steps:
+        if loop.steps_this_run and self.checkpoints.last_saved_step != loop.env_steps:
             self.save_checkpoint()
-        elif not self.steps_this_run:
+        elif not loop.steps_this_run:
             self.log.info("no environment step taken in this run: no new checkpoint")
         elapsed = time.monotonic() - self.started
-        rate = self.steps_this_run / elapsed if elapsed > 0 else 0.0
+        rate = loop.steps_this_run / elapsed if elapsed > 0 else 0.0
         self.log.info(
-            f"done: {self.env_steps} env steps ({self.steps_this_run} in this run, {rate:.1f} steps/s), "
-            f"{self.agent.total_it} updates, {self.episodes} episodes; sync {self.env.counters.as_dict()}"
+            f"done: {loop.env_steps} env steps ({loop.steps_this_run} in this run, {rate:.1f} steps/s), "
+            f"{self.agent.total_it} updates, {loop.episodes} episodes; sync {self.env.counters.as_dict()}"
         )
         self.monitor.close()
-
-
-def with_late_events(after: Observation, following: Observation) -> Observation:
-    """`after` with the events of its tick that came only with the next one."""
-    if not (following.late_collisions or following.late_lane_invasions):
-        return after
-    return replace(
-        after,
-        collisions=after.collisions + following.late_collisions,
-        lane_invasions=after.lane_invasions + following.late_lane_invasions,
-    )
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

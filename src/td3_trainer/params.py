@@ -143,6 +143,8 @@ PARAMS: tuple[Param, ...] = (
     Param("max_episode_steps", 1000, "actions per episode before it is truncated", _at_least(1)),
     Param("checkpoint_every", 5000, "checkpoint every N environment steps; 0 = only on shutdown", _at_least(0)),
     Param("keep_last", 5, "checkpoints kept per run; 0 = keep all", _at_least(0)),
+    Param("eval_every", 0, "evaluate without noise every N env steps (checkpoint, `best`); 0 = never", _at_least(0)),
+    Param("eval_episodes", 3, "episodes per evaluation, from start poses (or tracks) training never has", _at_least(1)),
     Param("resume", "", "'' = new run, a .pth path, a run directory or 'latest'"),
     Param("save_replay_buffer", False, "also save/restore the replay buffer next to each checkpoint"),
     Param("updates_per_step", 1, "gradient updates per environment step once learning has started", _at_least(0)),
