@@ -75,11 +75,15 @@ class Observer(BackgroundNode):
         self.episodes: list[dict[str, float]] = []
         self.diagnostics: list = []
         node = self.node
-        node.create_subscription(CarlaEgoVehicleControl, f"/carla/{role}/vehicle_control_cmd", self._command, 100)
-        node.create_subscription(CarlaStatus, "/carla/status", lambda m: self._add(self.status, int(m.frame)), 100)
-        node.create_subscription(Float32MultiArray, "/td3_trainer/train_stats", self._stats, 100)
-        node.create_subscription(Float32MultiArray, "/td3_trainer/episode", self._episode, 100)
-        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add(self.diagnostics, m), 100)
+        # The counts are exact, so the reader's history must hold everything that arrives while this
+        # thread is starved of CPU (a loaded machine): DDS fills it on its own threads, and a
+        # KEEP_LAST of 100 silently dropped the oldest commands.
+        depth = 10_000
+        node.create_subscription(CarlaEgoVehicleControl, f"/carla/{role}/vehicle_control_cmd", self._command, depth)
+        node.create_subscription(CarlaStatus, "/carla/status", lambda m: self._add(self.status, int(m.frame)), depth)
+        node.create_subscription(Float32MultiArray, "/td3_trainer/train_stats", self._stats, depth)
+        node.create_subscription(Float32MultiArray, "/td3_trainer/episode", self._episode, depth)
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add(self.diagnostics, m), depth)
 
     def _add(self, items: list, value) -> None:
         with self.lock:
