@@ -164,7 +164,11 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "episode_seed", -1, "-1 = same track every episode; >= 0: episode k gets seed episode_seed + k", _at_least(-1)
     ),
-    Param("use_speedometer", True, "speed from the speedometer topic when fresh, else from the odometry twist"),
+    Param(
+        "use_speedometer",
+        False,
+        "speed from the speedometer topic (unstamped: may lag a tick) instead of the twist of the tick's odometry",
+    ),
     Param("progress", True, "console progress bar (tqdm)"),
     Param("tensorboard", True, "write TensorBoard scalars to log_dir/run_name"),
     Param("log_dir", "runs", "TensorBoard directory"),
