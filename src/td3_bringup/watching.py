@@ -14,11 +14,16 @@ from pathlib import Path
 
 
 def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
-    """--record / --view, shared by td3-run and td3-demo."""
+    """--record / --view (td3-run)."""
     parser.add_argument("--record", type=Path, metavar="FILE.mcap", help="record every topic to this MCAP file")
     parser.add_argument(
         "--record-image-hz", type=float, default=0.0, help="record images at most this often (0 = every one)"
     )
+    add_view_arguments(parser)
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """--view (td3-run and td3-demo, which always records)."""
     parser.add_argument("--view", action="store_true", help="serve every topic to Foxglove on ws://localhost:PORT")
     parser.add_argument("--view-port", type=int, default=8765)
     parser.add_argument("--view-image-hz", type=float, default=10.0, help="images to the viewer at most this often")
@@ -31,7 +36,7 @@ def watching(args: argparse.Namespace) -> Iterator[None]:
 
     closers = []
     try:
-        if args.record:
+        if getattr(args, "record", None):
             from td3_bringup.recording import Recorder
 
             closers.append(Recorder(args.record, TapConfig(max_image_hz=args.record_image_hz)))
