@@ -36,7 +36,7 @@ class FoxgloveSink:
     def port(self) -> int:
         return self.server.port
 
-    def add_channel(self, topic: str, type_name: str, definition: str) -> None:
+    def add_channel(self, topic: str, type_name: str, definition: str, offered_qos: str = "") -> None:
         with self._lock:
             if topic not in self._channels:
                 schema = Schema(name=type_name, encoding="ros2msg", data=definition.encode())

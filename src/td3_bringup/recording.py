@@ -6,7 +6,8 @@
 What `ros2 bag record -s mcap` writes: profile `ros2`, one schema per message type (its full
 definition, td3_bringup.message_definitions), one channel per topic, the messages as the
 publishers serialized them (never decoded and re-encoded), zstd-compressed chunks with an
-index. `ros2 bag info/play` (rosbag2_storage_mcap) and Foxglove open it; the `mcap` +
+index, and each channel's `offered_qos_profiles` (the publishers' QoS, as rosbag2 stores it).
+`ros2 bag info/play` (rosbag2_storage_mcap) and Foxglove open it; the `mcap` +
 `mcap-ros2-support` libraries read it back in Python (read_messages below).
 """
 
@@ -43,7 +44,7 @@ class McapSink:
         self._lock = threading.Lock()
         self._closed = False
 
-    def add_channel(self, topic: str, type_name: str, definition: str) -> None:
+    def add_channel(self, topic: str, type_name: str, definition: str, offered_qos: str = "") -> None:
         with self._lock:
             if self._closed or topic in self._channels:
                 return
@@ -51,7 +52,9 @@ class McapSink:
                 self._schemas[type_name] = self._writer.register_schema(
                     type_name, SchemaEncoding.ROS2, definition.encode()
                 )
-            self._channels[topic] = self._writer.register_channel(topic, MessageEncoding.CDR, self._schemas[type_name])
+            self._channels[topic] = self._writer.register_channel(
+                topic, MessageEncoding.CDR, self._schemas[type_name], metadata={"offered_qos_profiles": offered_qos}
+            )
             self._sequence[topic] = 0
 
     def write(self, topic: str, data: bytes, log_time_ns: int) -> None:

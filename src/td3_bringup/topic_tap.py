@@ -6,7 +6,7 @@ that matches its publishers (reliable only if all of them are, transient-local f
 topics such as the route), and hands each message to its sinks. Image topics can be thinned
 to at most `max_image_hz` so that a recording stays small.
 
-A sink is any object with `add_channel(topic, type_name, definition)` and
+A sink is any object with `add_channel(topic, type_name, definition, offered_qos)` and
 `write(topic, data, log_time_ns)`; td3_bringup.recording (MCAP) and td3_bringup.live_view
 (Foxglove) are the two.
 """
@@ -31,7 +31,7 @@ DEFAULT_EXCLUDE = ("/rosout", "/parameter_events", "/*/transition_event")
 
 
 class Sink(Protocol):
-    def add_channel(self, topic: str, type_name: str, definition: str) -> None: ...
+    def add_channel(self, topic: str, type_name: str, definition: str, offered_qos: str) -> None: ...
 
     def write(self, topic: str, data: bytes, log_time_ns: int) -> None: ...
 
@@ -46,6 +46,42 @@ class TapConfig:
     def selects(self, topic: str) -> bool:
         included = any(fnmatch.fnmatchcase(topic, p) for p in self.include)
         return included and not any(fnmatch.fnmatchcase(topic, p) for p in self.exclude)
+
+
+def qos_matching(publishers: Sequence) -> QoSProfile:
+    """A subscription QoS that matches every publisher: reliable only if all are, latched if all are."""
+    reliable = bool(publishers) and all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
+    latched = bool(publishers) and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=10,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
+def offered_qos_yaml(publishers: Sequence) -> str:
+    """The publishers' QoS as the `offered_qos_profiles` string of a ROS 2 bag's channel (YAML list)."""
+    import yaml
+
+    def duration(d) -> dict[str, int]:
+        return {"sec": int(d.nanoseconds // 1_000_000_000), "nsec": int(d.nanoseconds % 1_000_000_000)}
+
+    profiles = [
+        {
+            "history": p.qos_profile.history.name.lower(),
+            "depth": int(p.qos_profile.depth),
+            "reliability": p.qos_profile.reliability.name.lower(),
+            "durability": p.qos_profile.durability.name.lower(),
+            "deadline": duration(p.qos_profile.deadline),
+            "lifespan": duration(p.qos_profile.lifespan),
+            "liveliness": p.qos_profile.liveliness.name.lower(),
+            "liveliness_lease_duration": duration(p.qos_profile.liveliness_lease_duration),
+            "avoid_ros_namespace_conventions": bool(p.qos_profile.avoid_ros_namespace_conventions),
+        }
+        for p in publishers
+    ]
+    return yaml.safe_dump(profiles, sort_keys=False) if profiles else ""
 
 
 class TopicTap(BackgroundNode):
@@ -83,10 +119,11 @@ class TopicTap(BackgroundNode):
             except MessageTypeError as error:
                 self._skip(topic, str(error))
                 continue
+            publishers = self.node.get_publishers_info_by_topic(topic)
             for sink in self._sinks:
-                sink.add_channel(topic, types[0], definition)
+                sink.add_channel(topic, types[0], definition, offered_qos_yaml(publishers))
             subscription = self.node.create_subscription(
-                msg_type, topic, self._callback(topic, types[0] == IMAGE_TYPE), self._qos_for(topic), raw=True
+                msg_type, topic, self._callback(topic, types[0] == IMAGE_TYPE), qos_matching(publishers), raw=True
             )
             with self._lock:
                 self._subscriptions[topic] = subscription
@@ -96,19 +133,6 @@ class TopicTap(BackgroundNode):
     def _skip(self, topic: str, why: str) -> None:
         self._skipped.add(topic)
         self.node.get_logger().warning(f"not recording '{topic}': {why}")
-
-    def _qos_for(self, topic: str) -> QoSProfile:
-        publishers = self.node.get_publishers_info_by_topic(topic)
-        reliable = bool(publishers) and all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
-        latched = bool(publishers) and all(
-            p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers
-        )
-        return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=10,
-            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
-        )
 
     def _callback(self, topic: str, is_image: bool):
         min_gap_ns = int(1e9 / self.config.max_image_hz) if is_image and self.config.max_image_hz > 0 else 0
