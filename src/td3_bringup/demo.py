@@ -57,7 +57,7 @@ LAP_TOLERANCE_M = 3.0  # a lap is complete when less than this remains of the (o
 TRAIN_IMAGE_HZ = 2.0  # camera frames per second in train.mcap (the trainer's statistics are the point there)
 DRIVE_IMAGE_HZ = 10.0  # in drive.mcap: enough for the animation
 STARTUP_TIMEOUT_S = 90.0  # for the driver's first command: imports and discovery on a busy machine
-AFTER_LAP_S = 1.0
+AFTER_LAP_S = 0.5  # the last messages of the lap reach the recording
 TRAIN_RECORDING = "train.mcap"
 DRIVE_RECORDING = "drive.mcap"
 
@@ -77,8 +77,9 @@ class DrivingWatch:
     out_of_range: int = 0
     distance_m: float = 0.0
     distance_before_incident_m: float | None = None
-    collisions: int = 0
-    lane_invasions: int = 0
+    collisions: int = 0  # until the lap is complete
+    lane_invasions: int = 0  # until the lap is complete
+    collisions_after_lap: int = 0  # the route ends with the lap: what the car does there is not the lap
     gate_brakes: int = 0  # diagnostics periods in which the driver's safety gate braked
     checkpoint_in_use: str = ""
     route: Route | None = None
@@ -151,11 +152,15 @@ class Observer(BackgroundNode):
             watch.out_of_range += 0 if in_range else 1
 
         def on_collision(_msg: CarlaCollisionEvent) -> None:
+            if watch.lap_completed:
+                watch.collisions_after_lap += 1
+                return
             watch.collisions += 1
             watch.on_incident()
 
         def on_lane_invasion(_msg: CarlaLaneInvasionEvent) -> None:
-            watch.lane_invasions += 1
+            if not watch.lap_completed:
+                watch.lane_invasions += 1
 
         def on_diagnostics(msg: DiagnosticArray) -> None:
             for status in msg.status:
@@ -238,7 +243,7 @@ def drive_lap(
         end = time.monotonic() + timeout_s
         while not watch.lap_completed and time.monotonic() < end and alive():
             time.sleep(0.1)
-        time.sleep(AFTER_LAP_S if alive() else 0.0)  # the last messages reach the recording
+        time.sleep(AFTER_LAP_S if alive() else 0.0)
     return watch
 
 
@@ -349,7 +354,7 @@ def _run(args: argparse.Namespace, demo_file: Path, run_name: str, log_dir: Path
         ("lap", f"{lap}; route {route_m:.0f} m"),
         ("distance driven", f"{driving.distance_m:.1f} m"),
         ("before the first collision", f"{clean:.1f} m"),
-        ("collisions / lane invasions", f"{driving.collisions} / {driving.lane_invasions}"),
+        ("collisions / lane invasions", f"{driving.collisions} / {driving.lane_invasions} in the lap"),
         ("safety-gate brakes", f"{driving.gate_brakes} diagnostics periods"),
         ("recordings", f"{log_dir / TRAIN_RECORDING}, {log_dir / DRIVE_RECORDING}"),
         *((name, str(path)) for name, path in pictures.items()),

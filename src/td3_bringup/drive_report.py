@@ -122,13 +122,19 @@ def plot_trajectory(data: DriveData, path: Path, title: str) -> Path:
     plt, fig = _figure(TRAJECTORY_SIZE)
     ax = fig.add_subplot(1, 1, 1)
     if len(data.route):
-        ax.plot(data.route[:, 0], data.route[:, 1], color="0.75", linewidth=9, solid_capstyle="round", label="route")
+        ax.plot(data.route[:, 0], data.route[:, 1], color="0.85", linewidth=10, solid_capstyle="round", label="route")
     if len(data.odometry):
         points = ax.scatter(
-            data.odometry[:, 1], data.odometry[:, 2], c=data.odometry[:, 3], cmap="viridis", s=4, label="driven"
+            data.odometry[:, 1],
+            data.odometry[:, 2],
+            c=data.odometry[:, 3],
+            cmap="viridis",
+            s=5,
+            label="driven",
+            zorder=3,
         )
         fig.colorbar(points, ax=ax, label="speed (m/s)", shrink=0.8)
-        ax.plot(*data.odometry[0, 1:3], marker="o", color="black", markersize=8, linestyle="", label="start")
+        ax.plot(*data.odometry[0, 1:3], marker="o", color="black", markersize=8, linestyle="", label="start", zorder=4)
     marks = (
         (data.gate_brakes_ns, "s", "tab:red", "safety gate braked"),
         (data.lane_invasions_ns, "x", "tab:orange", "lane marking crossed"),
@@ -137,7 +143,9 @@ def plot_trajectory(data: DriveData, path: Path, title: str) -> Path:
     for times, marker, colour, label in marks:
         where = data.position_at(times)
         if len(where):
-            ax.plot(where[:, 0], where[:, 1], marker=marker, color=colour, linestyle="", markersize=9, label=label)
+            ax.plot(
+                where[:, 0], where[:, 1], marker=marker, color=colour, linestyle="", markersize=9, label=label, zorder=4
+            )
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")

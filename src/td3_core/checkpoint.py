@@ -76,6 +76,8 @@ MAX_WEIGHT_MAGNITUDE = 1e6  # trained weights are O(1); beyond this float32 prod
 # optimizers, RNG states). The driver loads it like any checkpoint; resuming refuses it.
 CONTENTS_KEY = "contents"
 POLICY_ONLY = "policy_only"
+# Provenance kept from the training run's "extra" (its training state, e.g. RNG states, is not).
+PROVENANCE_KEYS = ("env_steps", "episodes", "run_name", "scenario", "resumed_from", "wall_time_s", "saved_at", "sync")
 
 
 class CheckpointError(Exception):
@@ -442,7 +444,7 @@ def policy_only_payload(ckpt: Mapping, path: Path | None = None) -> dict:
         "observation": meta.observation.to_dict(),
         "action": meta.action.to_dict(),
         "total_it": meta.total_it,
-        "extra": dict(extra) if isinstance(extra, Mapping) else {},
+        "extra": {k: extra[k] for k in PROVENANCE_KEYS if k in extra} if isinstance(extra, Mapping) else {},
         "source": str(path.name) if path else "",
     }
 
