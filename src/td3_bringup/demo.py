@@ -80,7 +80,8 @@ class DrivingWatch:
     collisions: int = 0  # until the lap is complete
     lane_invasions: int = 0  # until the lap is complete
     collisions_after_lap: int = 0  # the route ends with the lap: what the car does there is not the lap
-    gate_brakes: int = 0  # diagnostics periods in which the driver's safety gate braked
+    gate_brakes: int = 0  # brake commands of the driver's safety gate since the first command
+    gate_brake_baseline: int | None = None
     checkpoint_in_use: str = ""
     route: Route | None = None
     progress_m: float = 0.0  # along the route, from where the car started
@@ -167,8 +168,12 @@ class Observer(BackgroundNode):
                 for item in status.values:
                     if item.key == "checkpoint":
                         watch.checkpoint_in_use = item.value
-                    if item.key == "state" and item.value == "full brake" and watch.first_command_at is not None:
-                        watch.gate_brakes += 1
+                    if item.key == "safety_brake_commands" and watch.first_command_at is not None:
+                        count = int(float(item.value))
+                        watch.gate_brake_baseline = (
+                            count if watch.gate_brake_baseline is None else watch.gate_brake_baseline
+                        )
+                        watch.gate_brakes = count - watch.gate_brake_baseline
 
         def on_route(msg: PathMsg) -> None:
             if watch.route is None and len(msg.poses) >= 2:
@@ -355,7 +360,7 @@ def _run(args: argparse.Namespace, demo_file: Path, run_name: str, log_dir: Path
         ("distance driven", f"{driving.distance_m:.1f} m"),
         ("before the first collision", f"{clean:.1f} m"),
         ("collisions / lane invasions", f"{driving.collisions} / {driving.lane_invasions} in the lap"),
-        ("safety-gate brakes", f"{driving.gate_brakes} diagnostics periods"),
+        ("safety-gate brakes", f"{driving.gate_brakes} commands"),
         ("recordings", f"{log_dir / TRAIN_RECORDING}, {log_dir / DRIVE_RECORDING}"),
         *((name, str(path)) for name, path in pictures.items()),
     ]

@@ -39,7 +39,7 @@ class DriveData:
     odometry: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # log time (ns), x, y, speed
     route: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     commands: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # log time (ns), steer, throttle, brake
-    gate_brakes_ns: list[int] = field(default_factory=list)  # diagnostics saying the safety gate brakes
+    gate_brakes_ns: list[int] = field(default_factory=list)  # driver diagnostics: the safety gate braked in that period
     lane_invasions_ns: list[int] = field(default_factory=list)
     collisions_ns: list[int] = field(default_factory=list)
     camera: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (log time, RGB)
@@ -79,6 +79,7 @@ def load_drive(path: Path | str, role: str = "ego_vehicle", driver: str = "td3_d
         "diagnostics": "/diagnostics",
     }
     odometry, commands = [], []
+    brake_count: int | None = None
     data = DriveData()
     for record in read_messages(path, list(topics.values())):
         msg, when = record.message, record.log_time_ns
@@ -101,8 +102,13 @@ def load_drive(path: Path | str, role: str = "ego_vehicle", driver: str = "td3_d
         elif record.topic == topics["diagnostics"]:
             for status in msg.status:
                 values = {item.key: item.value for item in status.values}
-                if values.get("state") == "full brake":
+                if "safety_brake_commands" not in values:
+                    continue  # not the driver's
+                # Braking now, or brake commands since the last period (a short gate event between two).
+                count = int(float(values["safety_brake_commands"]))
+                if values.get("state") == "full brake" or (brake_count is not None and count > brake_count):
                     data.gate_brakes_ns.append(when)
+                brake_count = count
     data.odometry = np.array(odometry, dtype=np.float64).reshape(-1, 4)
     data.commands = np.array(commands, dtype=np.float64).reshape(-1, 4)
     data.t0_ns = int(data.odometry[0, 0]) if len(data.odometry) else 0
