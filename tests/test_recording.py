@@ -164,3 +164,27 @@ def test_td3_run_records_a_drive_that_reads_back_and_serves_it_to_foxglove(tmp_p
     span_s = (last_log - first_log) / 1e9
     assert counts[f"{ROLE}/rgb_front/image"] <= IMAGE_HZ * (span_s + 1.0) + 2, (counts, span_s)
     assert counts[f"{ROLE}/odometry"] > 2 * counts[f"{ROLE}/rgb_front/image"], counts
+
+
+def test_a_recording_that_cannot_be_written_stops_with_the_reason_and_a_taken_port_only_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    import argparse
+
+    from td3_bringup.watching import add_watch_arguments, watching
+
+    parser = argparse.ArgumentParser()
+    add_watch_arguments(parser)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with (
+        pytest.raises(SystemExit, match=r"cannot record to .*file/x\.mcap"),
+        watching(parser.parse_args(["--record", str(blocker / "x.mcap")])),
+    ):
+        pass
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with watching(parser.parse_args(["--view", "--view-port", str(taken.getsockname()[1])])):
+            pass
+    assert "no live view on port" in capsys.readouterr().err

@@ -39,14 +39,21 @@ def watching(args: argparse.Namespace) -> Iterator[None]:
         if getattr(args, "record", None):
             from td3_bringup.recording import Recorder
 
-            closers.append(Recorder(args.record, TapConfig(max_image_hz=args.record_image_hz)))
+            try:
+                closers.append(Recorder(args.record, TapConfig(max_image_hz=args.record_image_hz)))
+            except OSError as error:  # what was asked for cannot be done: stop, saying why
+                raise SystemExit(f"[watch] cannot record to {args.record}: {error}") from error
             print(f"[watch] recording to {args.record}", file=sys.stderr)
         if args.view:
             from td3_bringup.live_view import LiveViewer
 
-            viewer = LiveViewer(port=args.view_port, config=TapConfig(max_image_hz=args.view_image_hz))
-            closers.append(viewer)
-            print(f"[watch] live view: open {viewer.url} in Foxglove", file=sys.stderr)
+            try:
+                viewer = LiveViewer(port=args.view_port, config=TapConfig(max_image_hz=args.view_image_hz))
+            except RuntimeError as error:  # e.g. the port is taken: the graph runs on without a viewer
+                print(f"[watch] no live view on port {args.view_port}: {error}", file=sys.stderr)
+            else:
+                closers.append(viewer)
+                print(f"[watch] live view: open {viewer.url} in Foxglove", file=sys.stderr)
         yield
     finally:
         for closer in reversed(closers):
