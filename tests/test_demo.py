@@ -117,3 +117,4 @@ def _check_recordings_and_pictures(run_dir: Path, fields: dict[str, str]) -> Non
     assert np.array_equal(plotted[:, :3], np.array(odometry, dtype=np.float64))
     data = drive_report.load_drive(run_dir / "drive.mcap")
     assert np.array_equal(data.odometry, plotted)
+    assert len(data.route) > 100, "the route (latched, published once) is in the recording and on the map"

@@ -110,6 +110,9 @@ class TopicTap(BackgroundNode):
         for topic, types in self.node.get_topic_names_and_types():
             if topic in self._subscriptions or topic in self._skipped or not self.config.selects(topic):
                 continue
+            publishers = self.node.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue  # known from a subscriber only: wait for a publisher, whose QoS decides ours (latched routes)
             if len(types) != 1:
                 self._skip(topic, f"it has {len(types)} types {types}")
                 continue
@@ -119,7 +122,6 @@ class TopicTap(BackgroundNode):
             except MessageTypeError as error:
                 self._skip(topic, str(error))
                 continue
-            publishers = self.node.get_publishers_info_by_topic(topic)
             for sink in self._sinks:
                 sink.add_channel(topic, types[0], definition, offered_qos_yaml(publishers))
             subscription = self.node.create_subscription(
