@@ -6,8 +6,9 @@
    trainer's progress bar on the console, until the trainer exits at its step budget (the
    pipeline at work: a 1500-step policy does not drive yet);
 2. the driver on the shipped policy (models/shipped/, trained by this trainer, see
-   models/README.md) with the simulator free-running, until the car has driven one full lap of
-   the route (or --drive-timeout-s), while this process watches and records it;
+   models/README.md) with the simulator ticking once per driver command (--free-running: at
+   the camera rate), until the car has driven one full lap of the route (or
+   --drive-timeout-s), while this process watches and records it;
 3. the report: training steps, episodes, returns, the lap (time, distance, collisions, lane
    invasions, safety-gate brakes), and in the run directory runs/<run>/ the recordings
    (train.mcap, drive.mcap: ROS 2 bag format) and the pictures made from drive.mcap
@@ -226,15 +227,20 @@ def drive_lap(
     simulator_overrides: dict | None = None,
     recording: Path | None = None,
     role: str = "ego_vehicle",
+    synchronous: bool = True,
 ) -> DrivingWatch:
-    """Simulator (free-running) + driver on `checkpoint` until the car has driven one lap of the
-    route, or `timeout_s` after its first command, or a node exits; what was watched."""
+    """Simulator + driver on `checkpoint` until the car has driven one lap of the route, or
+    `timeout_s` after its first command, or a node exits; what was watched.
+
+    synchronous: the simulator ticks once per driver command, so a busy machine (a driver at
+    10 Hz instead of 20) slows the drive down instead of changing it; False: free-running at the
+    camera rate, as with a real-time simulator."""
     watch = observer.watch_driving(role)
     specs = driving_graph(
         config_dir,
         "embedded",
         driver_overrides={"checkpoint": str(checkpoint)},
-        simulator_overrides=simulator_overrides,
+        simulator_overrides={"synchronous_mode": synchronous, **(simulator_overrides or {})},
         extra_files=extra_files,
     )
     with contextlib.ExitStack() as stack:
@@ -274,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--policy", type=Path, default=SHIPPED_POLICY, help="what the driver drives with")
     parser.add_argument("--drive-timeout-s", type=float, default=150.0, help="give up on the lap after this long")
+    parser.add_argument(
+        "--free-running",
+        action="store_true",
+        help="drive with the simulator free-running (default: a tick per command)",
+    )
     parser.add_argument("--train-timeout-s", type=float, default=900.0)
     add_view_arguments(parser)
     args = parser.parse_args(argv)
@@ -320,7 +331,8 @@ def _run(args: argparse.Namespace, demo_file: Path, run_name: str, log_dir: Path
                 return 1
             extra = ckpt.get("extra", {}) if isinstance(ckpt.get("extra"), dict) else {}
 
-            print(f"[demo] 2/3 driving one lap: simulator (free-running) + driver on {args.policy}", flush=True)
+            mode = "free-running" if args.free_running else "a tick per driver command"
+            print(f"[demo] 2/3 driving one lap: simulator ({mode}) + driver on {args.policy}", flush=True)
             driving = drive_lap(
                 observer,
                 args.config_dir,
@@ -329,6 +341,7 @@ def _run(args: argparse.Namespace, demo_file: Path, run_name: str, log_dir: Path
                 log_dir,
                 args.drive_timeout_s,
                 recording=log_dir / DRIVE_RECORDING,
+                synchronous=not args.free_running,
             )
     finally:
         observer.close()
