@@ -249,7 +249,11 @@ class RosEnv:
                     query = replace(query, or_received_after_seq=self.ticks.seq, any_after_seq=True)
                 self._resend()
                 continue
-            if self._produced_by_another_control(result):
+            # A clock that went back is a restarted simulator, whose first ticks show its own initial
+            # control: handled as a restart below, never skipped as another node's tick (which
+            # would keep the old clock's last frames and wait until the new clock passes them).
+            restarted = self.last_stamp_ns is not None and result.image.stamp_ns < self.last_stamp_ns
+            if not restarted and self._produced_by_another_control(result):
                 query = TickQuery(newer_than_ns=self.last_stamp_ns)
                 continue
             gap = self.resync.on_tick(self.last_stamp_ns, result.image.stamp_ns, self.dt_ns)
