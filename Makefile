@@ -39,6 +39,9 @@ ros2-tools: $(if $(wildcard $(ROS2_TOOLS)/install.sh),$(ROS2_STAMP))
 
 test: $(STAMP) ros2-tools
 	$(BIN)/ruff check src tests bench tools launch setup.py
+	@# Fast DDS shared-memory segments of processes that died (the fault tests SIGKILL nodes) are
+	@# reclaimed first, so that one run does not inherit another's; the tool needs psutil (ros2-tools).
+	-@$(BIN)/fastdds shm clean >/dev/null 2>&1
 	$(BIN)/python -m pytest -q
 
 # Every benchmark in its quick setting (README "Measured"); SB3 is a benchmark-only dependency.
