@@ -3,10 +3,11 @@
     python -m td3_driver.node --ros-args -p checkpoint:=models/<run> [-p rate_hz:=20.0] ...
 
 Inference runs in the image callback, once per valid frame with a new stamp, so an action is
-ready before the command timer fires; the timer (steady clock, `rate_hz`) only asks the safety
-gate what to send and publishes it. The timer has a callback group (and an executor thread) of
-its own, apart from the camera's and the other inputs', so no message, however large or slow to
-handle, holds up the commands: the rate holds and the gate brakes when the inputs fall behind.
+ready before the next command is due; the command loop (a thread of its own on the monotonic
+clock, `rate_hz`; command_loop.py says why it is not an executor timer) only asks the safety
+gate what to send and publishes it. The inputs run on a SingleThreadedExecutor, so no message,
+however large or slow to handle, holds up the commands: the rate holds and the gate brakes when
+the inputs fall behind.
 Image→command latency is measured from the image callback's entry to the
 publication of the first command computed from that image (reported on /diagnostics), and the
 command's header carries the source image's stamp, so it can be traced from outside too.
@@ -30,10 +31,9 @@ from carla_msgs.msg import CarlaEgoVehicleControl
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry, Path
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -50,6 +50,7 @@ from td3_core.image_codec import ImageError
 from td3_core.observation import ObservationBuilder
 from td3_core.preprocessing import PreprocessConfig
 from td3_core.vector_state import ObservationConfig
+from td3_driver.command_loop import FixedRateLoop
 from td3_driver.hot_reload import CheckpointId, CheckpointWatcher, Rejected, Swap
 from td3_driver.params import DriverParams, ParamError, declare
 from td3_driver.policy_runner import DeviceError, PolicyRunner, load_runner, select_device
@@ -99,7 +100,7 @@ COMMANDER_CHECK_PERIOD_S = 0.5
 SHUTDOWN_WAIT_S = 10.0
 # A PoseStamped is 72 bytes in CDR with a 3-letter frame_id; room for frame_ids of ~130 characters.
 ROUTE_BYTES_PER_POINT = 200
-EXECUTOR_THREADS = 4  # one per callback group: commands, camera, odometry/route, hot reload
+COMMAND_LOOP_STOP_S = 2.0  # a tick is a publication: it ends well within this
 
 
 class InvalidMessageError(ValueError):
@@ -290,11 +291,6 @@ class DriverNode(Node):
         self._state_log = StateLog(p.log_throttle_s, clock)
         self._drop_log = ThrottledLog(p.log_throttle_s, clock)
 
-        # One group per kind of work: a slow input never delays the commands, nor the other inputs.
-        self._control_group = MutuallyExclusiveCallbackGroup()  # command timer, /clock, monitoring
-        self._image_group = MutuallyExclusiveCallbackGroup()
-        self._state_group = MutuallyExclusiveCallbackGroup()  # odometry, speedometer, route
-        self._watch_group = MutuallyExclusiveCallbackGroup()
         self._command_pub = self.create_publisher(CarlaEgoVehicleControl, self.topics["command"], COMMAND_QOS)
         self._twist_pub = self.create_publisher(Twist, self.topics["twist"], COMMAND_QOS) if p.publish_twist else None
         self._input_pub = self.create_publisher(Image, "~/network_input", MONITOR_QOS)
@@ -302,21 +298,19 @@ class DriverNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         image_qos = RELIABLE_SENSOR_QOS if p.image_reliability == "reliable" else SENSOR_QOS
-        subscriptions = [("image", Image, self._on_image, image_qos, self._image_group)]
+        subscriptions = [("image", Image, self._on_image, image_qos)]
         if self.inputs.needs_vector:
             subscriptions += [
-                ("odometry", Odometry, self._on_odometry, SENSOR_QOS, self._state_group),
-                ("waypoints", Path, self._on_route_bytes, ROUTE_QOS, self._state_group),
+                ("odometry", Odometry, self._on_odometry, SENSOR_QOS),
+                ("waypoints", Path, self._on_route_bytes, ROUTE_QOS),
             ]
             if p.use_speedometer:
-                subscriptions.append(("speedometer", Float32, self._on_speed, SENSOR_QOS, self._state_group))
-        for name, msg_type, callback, qos, group in subscriptions:
+                subscriptions.append(("speedometer", Float32, self._on_speed, SENSOR_QOS))
+        for name, msg_type, callback, qos in subscriptions:
             raw = callback == self._on_route_bytes  # sized before it is deserialized
-            subscription = self.create_subscription(
-                msg_type, self.topics[name], callback, qos, callback_group=group, raw=raw
-            )
+            subscription = self.create_subscription(msg_type, self.topics[name], callback, qos, raw=raw)
             self.topics[name] = subscription.topic_name  # as remapped: what logs should name
-        self.create_subscription(ClockMsg, "/clock", self._on_clock, CLOCK_QOS, callback_group=self._control_group)
+        self.create_subscription(ClockMsg, "/clock", self._on_clock, CLOCK_QOS)
         for name, publisher in (("command", self._command_pub), ("twist", self._twist_pub)):
             if publisher is not None:
                 self.topics[name] = publisher.topic_name
@@ -336,10 +330,9 @@ class DriverNode(Node):
         if p.watch:
             loader = lambda path: load_runner(str(path), self.device, p.warmup_iterations)  # noqa: E731
             self.watcher = CheckpointWatcher(p.checkpoint, p.models_dir, identity, loader, self._compatible)
-            self.create_timer(p.watch_period_s, self._on_watch, clock=steady, callback_group=self._watch_group)
-        control = {"clock": steady, "callback_group": self._control_group}
-        self.create_timer(p.diagnostics_period_s, self._on_diagnostics, **control)
-        self.create_timer(COMMANDER_CHECK_PERIOD_S, self._check_commanders, **control)
+            self.create_timer(p.watch_period_s, self._on_watch, clock=steady)
+        self.create_timer(p.diagnostics_period_s, self._on_diagnostics, clock=steady)
+        self.create_timer(COMMANDER_CHECK_PERIOD_S, self._check_commanders, clock=steady)
         self.get_logger().info(
             f"driving with {identity.path} ({self._describe(meta)}) on {self.device}; "
             f"{self.topics['image']} → {self.topics['command']} at {p.rate_hz:g} Hz, "
@@ -348,7 +341,12 @@ class DriverNode(Node):
             + (f", watching for newer checkpoints every {p.watch_period_s:g} s" if p.watch else "")
         )
         # Last: the policy is loaded and warmed up before the first command is due.
-        self.create_timer(1.0 / p.rate_hz, self._on_timer, **control)
+        self.command_loop = FixedRateLoop(1.0 / p.rate_hz, self._send_command, self._on_command_error, "commands")
+        self.command_loop.start()
+
+    def destroy_node(self) -> None:
+        self.command_loop.stop(COMMAND_LOOP_STOP_S)  # no command may go out on a destroyed publisher
+        super().destroy_node()
 
     @staticmethod
     def _describe(meta: CheckpointMeta) -> str:
@@ -480,7 +478,11 @@ class DriverNode(Node):
 
     # ------------------------------------------------------------------ output
 
-    def _on_timer(self) -> None:
+    def _on_command_error(self, error: BaseException) -> None:
+        if self._drop_log.should_log("command_error")[0]:
+            self.get_logger().error(f"publishing a command failed: {type(error).__name__}: {error}")
+
+    def _send_command(self) -> None:
         pending = self._pending
         decision = self.gate.decide(None if pending is None else pending.action, self._inference_error)
         msg = CarlaEgoVehicleControl()
@@ -669,11 +671,11 @@ def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     node: DriverNode | None = None
-    executor: MultiThreadedExecutor | None = None
+    executor: SingleThreadedExecutor | None = None
     code = 0
     try:
         node = DriverNode()
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except ParamError as error:
@@ -682,8 +684,10 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None and rclpy.ok():
-            node.brake_now()  # at once: an input callback may still be busy for a while
+        if node is not None:
+            node.command_loop.stop(COMMAND_LOOP_STOP_S)  # first: no policy command after the brake
+            if rclpy.ok():
+                node.brake_now()
         if executor is not None:
             executor.shutdown(timeout_sec=SHUTDOWN_WAIT_S)  # let running callbacks end before the node goes
         if node is not None:
