@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.td3_drive_installed
 
-.PHONY: setup ros2-tools demo test lint bench clean
+.PHONY: setup ros2-tools demo shipped-policy test lint bench clean
 
 # Virtual environment with pinned wheels, the generated interface packages, and this package.
 $(STAMP): requirements.txt setup.py CMakeLists.txt package.xml tools/build_interfaces.sh $(wildcard msg/*.msg srv/*.srv interfaces/*/msg/*.msg)
@@ -18,9 +18,14 @@ $(STAMP): requirements.txt setup.py CMakeLists.txt package.xml tools/build_inter
 
 setup: $(STAMP)
 
-# Simulator + trainer (short run) then the driver on the checkpoint it wrote, with a report.
+# Simulator + trainer (short run), then the driver on the shipped policy for a lap, then the
+# report with its pictures and recordings (runs/demo-*/).
 demo: $(STAMP)
 	$(BIN)/td3-demo
+
+# Re-make the shipped policy models/shipped/td3_policy.pth (models/README.md).
+shipped-policy: $(STAMP)
+	nice -n 10 tools/train_shipped_policy.sh $(VENV)
 
 # ros2 (launch, run, param, ...) and colcon for tests/test_ros2_tools.py, from the wheels beside
 # the clone (CI has them there); without that folder those tests skip, saying what is missing.

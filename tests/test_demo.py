@@ -1,10 +1,11 @@
 """The demo (`make demo` = td3-demo) end to end, with a smaller budget than config/demo.yaml.
 
 Same command and code path: simulator + trainer processes to the step budget, then the
-simulator free-running + the driver on the checkpoint the trainer wrote, then the report. Only
-the budget is smaller (a params file applied after demo.yaml's), so it fits in the test run.
-This is also the driver's test with a checkpoint from the trainer: separate processes over
-DDS, commands at about the configured rate, all in range, and the car moves.
+simulator free-running + the driver on the shipped policy for one lap, then the report and its
+files. Only the training budget is smaller (a params file applied after demo.yaml's), so it
+fits in the test run. Checked: the trainer's checkpoint, the driver's commands (rate, range),
+the lap, both recordings, and the pictures: valid images of the sizes drive_report makes, and
+the trajectory plotted is the odometry recorded, message for message.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
+from td3_bringup import drive_report
 from td3_bringup.graph import repo_config_dir
+from td3_bringup.recording import read_messages, topic_types
+from td3_trainer.monitor import labelled_values
 
 SMALL_BUDGET = {
     "carla_simulator": {"ros__parameters": {"image_width": 84, "image_height": 84}},
@@ -45,12 +51,12 @@ def test_demo_trains_drives_and_reports(tmp_path: Path):
         settings.setdefault(node, {"ros__parameters": {}})["ros__parameters"].update(values["ros__parameters"])
     demo_file.write_text(yaml.safe_dump(settings))
     proc = subprocess.run(
-        [sys.executable, "-m", "td3_bringup.demo", "--demo-params", str(demo_file), "--drive-seconds", "4"],
+        [sys.executable, "-m", "td3_bringup.demo", "--demo-params", str(demo_file)],
         cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=600,
         check=False,
     )
     out = proc.stdout + proc.stderr
@@ -69,8 +75,46 @@ def test_demo_trains_drives_and_reports(tmp_path: Path):
     assert commands >= 20
     assert abs(rate - 20.0) <= 10.0, f"{rate} Hz, configured 20 (a tolerance, not a timing test)"
     assert fields["commands out of range"] == "0"
-    # The trainer's (seeded, synchronous, so reproducible) checkpoint makes the car drive.
-    distance = float(re.match(r"([\d.]+) m", fields["distance driven"]).group(1))
-    assert distance > 1.0, fields
-    for key in ("episodes", "episode return", "distance driven", "before the first collision"):
+    assert fields["lap"].startswith("completed in "), fields["lap"]
+    assert fields["collisions / lane invasions"].startswith("0 /"), fields
+    for key in ("episodes", "episode return", "distance driven", "before the first collision", "safety-gate brakes"):
         assert key in fields
+    run_dir = checkpoint.parents[2] / "runs" / checkpoint.parent.name
+    _check_recordings_and_pictures(run_dir, fields)
+
+
+def _check_recordings_and_pictures(run_dir: Path, fields: dict[str, str]) -> None:
+    # The training recording holds the trainer's statistics, decodable, of the right type.
+    train = run_dir / "train.mcap"
+    assert topic_types(train).get("/td3_trainer/episode") == "std_msgs/msg/Float32MultiArray"
+    assert topic_types(train).get("/td3_trainer/train_stats") == "std_msgs/msg/Float32MultiArray"
+    episodes = list(read_messages(train, ["/td3_trainer/episode"]))
+    assert episodes and all({"return", "length"} <= set(labelled_values(m.message)) for m in episodes)
+
+    # The pictures exist where the report says, and are valid images of the sizes made.
+    expected = {
+        "trajectory": (drive_report.TRAJECTORY_PNG, "PNG", drive_report.TRAJECTORY_SIZE),
+        "timeline": (drive_report.TIMELINE_PNG, "PNG", drive_report.TIMELINE_SIZE),
+        "camera": (drive_report.CAMERA_GIF, "GIF", drive_report.gif_frame_size()),
+    }
+    for key, (name, kind, size) in expected.items():
+        path = run_dir / name
+        assert fields[key].endswith(str(Path(run_dir.name) / name)), (key, fields[key])
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert (image.format, image.size) == (kind, size), (name, image.format, image.size)
+            if kind == "GIF":
+                assert image.n_frames >= 10
+
+    # The trajectory plotted is the odometry recorded: every message, same order, same values.
+    odometry = [
+        (m.log_time_ns, m.message.pose.pose.position.x, m.message.pose.pose.position.y)
+        for m in read_messages(run_dir / "drive.mcap", ["/carla/ego_vehicle/odometry"])
+    ]
+    plotted = drive_report.read_trajectory_csv(run_dir / drive_report.TRAJECTORY_CSV)
+    assert len(odometry) > 100
+    assert np.array_equal(plotted[:, :3], np.array(odometry, dtype=np.float64))
+    data = drive_report.load_drive(run_dir / "drive.mcap")
+    assert np.array_equal(data.odometry, plotted)
+    assert len(data.route) > 100, "the route (latched, published once) is in the recording and on the map"

@@ -2,6 +2,10 @@
 
     td3-run train [--simulator embedded|carla] [--params-file extra.yaml] [-p node.param:=value ...]
     td3-run drive --checkpoint latest [...]
+    td3-run drive --checkpoint models/shipped --record runs/drive.mcap --view
+
+--record writes every topic to an MCAP file (ROS 2 bag format, td3_bringup.recording),
+--view serves them to Foxglove over a WebSocket (td3_bringup.live_view); both from this process.
 
 Same parameter files, parameters and remappings as the launch files (both come from
 td3_bringup.graph). Ctrl-C, SIGTERM (systemd, docker stop) and SIGHUP (a closed terminal) stop
@@ -23,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from td3_bringup.graph import SIMULATORS, NodeSpec, ParamValue, driving_graph, repo_config_dir, training_graph
+from td3_bringup.watching import add_watch_arguments, watching
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -147,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", help="train: checkpoint to resume from (path, run directory or 'latest')")
     parser.add_argument("-p", "--param", action="append", default=[], help="node.param:=value")
     parser.add_argument("--log-dir", type=Path, help="write each node's output to <log-dir>/<node>.log")
+    add_watch_arguments(parser)
     return parser
 
 
@@ -170,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     specs = specs_from_args(args)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     try:
-        with stop_on_signals(), running(specs, args.log_dir) as processes:
+        with stop_on_signals(), running(specs, args.log_dir) as processes, watching(args):
             name, code = wait_any(processes, [s.name for s in specs])
             print(f"[td3-run] {name} exited with code {code}; stopping the others", file=sys.stderr)
             return code

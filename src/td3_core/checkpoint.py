@@ -74,6 +74,12 @@ ARCHITECTURE_BOUNDS = (
 )
 MAX_MODEL_PARAMETERS = 50_000_000  # policy + critic side: 200 MB per float32 copy (defaults: ~3.6 M)
 MAX_WEIGHT_MAGNITUDE = 1e6  # trained weights are O(1); beyond this float32 products overflow
+# A policy-only ("deploy") file: what the driver needs and nothing else (no critic, targets,
+# optimizers, RNG states). The driver loads it like any checkpoint; resuming refuses it.
+CONTENTS_KEY = "contents"
+POLICY_ONLY = "policy_only"
+# Provenance kept from the training run's "extra" (its training state, e.g. RNG states, is not).
+PROVENANCE_KEYS = ("env_steps", "episodes", "run_name", "scenario", "resumed_from", "wall_time_s", "saved_at", "sync")
 
 
 class CheckpointError(Exception):
@@ -417,10 +423,20 @@ def validate_policy(ckpt: Mapping, path: Path | None = None) -> CheckpointMeta:
     return meta
 
 
+def is_policy_only(ckpt: Mapping) -> bool:
+    return ckpt.get(CONTENTS_KEY) == POLICY_ONLY
+
+
 def validate_training_state(ckpt: Mapping, path: Path | None = None) -> CheckpointMeta:
     """What resuming needs: every network (and target, format 2) plus the optimizer states."""
-    meta = validate_policy(ckpt, path)
     where = f"checkpoint '{path}'" if path else "checkpoint"
+    if is_policy_only(ckpt):
+        raise CheckpointError(
+            f"{where} is a policy-only (deploy) file: it holds the actor the driver needs, not the critic, "
+            "target networks and optimizer states that resuming training needs; resume from a full checkpoint "
+            "of the training run (models/<run>/td3_<scenario>_step_<N>.pth)"
+        )
+    meta = validate_policy(ckpt, path)
     arch = meta.architecture
     check_state_dict(build_cnn(arch), _state_dict(ckpt, "critic_cnn_state_dict", where), "critic_cnn_state_dict", where)
     check_state_dict(build_critic(arch), _state_dict(ckpt, "critic_state_dict", where), "critic_state_dict", where)
@@ -439,6 +455,34 @@ def validate_training_state(ckpt: Mapping, path: Path | None = None) -> Checkpoi
         if not isinstance(state, Mapping) or "param_groups" not in state or "state" not in state:
             raise CheckpointError(f"{where}: '{key}' is missing or not an optimizer state dict")
     return meta
+
+
+def policy_only_payload(ckpt: Mapping, path: Path | None = None) -> dict:
+    """The policy-only form of a checkpoint: actor CNN + actor head + metadata (a few MB)."""
+    meta = validate_policy(ckpt, path)
+    extra = ckpt.get("extra")
+    return {
+        "format_version": FORMAT_VERSION,
+        CONTENTS_KEY: POLICY_ONLY,
+        "actor_cnn_state_dict": {k: v.clone() for k, v in ckpt["actor_cnn_state_dict"].items()},
+        "actor_state_dict": {k: v.clone() for k, v in ckpt["actor_state_dict"].items()},
+        "architecture": meta.architecture.to_dict(),
+        "preprocessing": meta.preprocess.to_dict(),
+        "observation": meta.observation.to_dict(),
+        "action": meta.action.to_dict(),
+        "total_it": meta.total_it,
+        "extra": {k: extra[k] for k in PROVENANCE_KEYS if k in extra} if isinstance(extra, Mapping) else {},
+        "source": str(path.name) if path else "",
+    }
+
+
+def write_policy_only(spec: str | Path, out: Path | str, models_dir: Path | str = "models") -> Path:
+    """Resolve and validate a checkpoint, then write its policy-only form to `out` (atomically)."""
+    path = resolve_checkpoint(spec, models_dir)
+    payload = policy_only_payload(load_checkpoint_file(path), path)
+    written = save_checkpoint(payload, out)
+    validate_policy(load_checkpoint_file(written), written)
+    return written
 
 
 def load_policy(

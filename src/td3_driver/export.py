@@ -1,6 +1,7 @@
 """Export a checkpoint's policy for use outside this project: TorchScript, ONNX and metadata.
 
     python -m td3_driver.export --checkpoint models/<run> --out exported/
+    python -m td3_driver.export --checkpoint models/<run> --policy-only models/shipped/td3_policy.pth
 
 Writes, in --out:
     policy.ts    TorchScript, forward(frames, vector) -> actions
@@ -9,7 +10,9 @@ Writes, in --out:
     policy.json  what a consumer must reproduce: preprocessing, observation layout, action mapping
 A pixels-only policy (vector_dim 0) keeps the `vector` input with shape (B, 0), so every
 consumer calls every export the same way. Both files are checked against the checkpoint's
-Policy on random inputs before the command reports success.
+Policy on random inputs before the command reports success. --policy-only writes the
+checkpoint's policy-only form instead (td3_core.checkpoint.policy_only_payload: actor CNN, actor
+head, metadata; the driver loads it like any checkpoint, resuming refuses it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from td3_core.checkpoint import CheckpointError, CheckpointMeta, load_policy, resolve_checkpoint
+from td3_core.checkpoint import CheckpointError, CheckpointMeta, load_policy, resolve_checkpoint, write_policy_only
 from td3_core.image_codec import SUPPORTED_ENCODINGS
 from td3_core.networks import Policy
 from td3_core.preprocessing import scale_frames
@@ -200,7 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="td3-export", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True, help="a .pth file, a run directory or 'latest'")
-    parser.add_argument("--out", required=True, type=Path, help="directory for policy.ts, policy.onnx, policy.json")
+    parser.add_argument("--out", type=Path, help="directory for policy.ts, policy.onnx, policy.json")
+    parser.add_argument(
+        "--policy-only",
+        type=Path,
+        metavar="FILE.pth",
+        help="instead: write the checkpoint's policy-only form (actor + metadata; drives, cannot resume)",
+    )
     parser.add_argument("--models-dir", default="models", help="where 'latest' looks for runs (default: models)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET})")
     parser.add_argument("--no-verify", action="store_true", help="skip comparing the exports with the checkpoint")
@@ -208,7 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.policy_only:
+        try:
+            written = write_policy_only(args.checkpoint, args.policy_only, args.models_dir)
+        except (CheckpointError, OSError) as error:
+            print(f"td3-export: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote the policy-only form of {args.checkpoint} to {written} ({written.stat().st_size} bytes)")
+        return 0
+    if args.out is None:
+        parser.error("--out is required (or --policy-only FILE.pth)")
     try:
         info = export(args.checkpoint, args.out, args.models_dir, args.opset, check=not args.no_verify)
     except CheckpointError as error:
