@@ -14,6 +14,14 @@ updates_per_step updates per step.
 
     python -m bench.bench_learning [--steps N] [--learning-starts N] [--batch-size N] ...
 
+`--heldout`: also the held-out protocol (bench.heldout_eval): procedural tracks and lighting of
+seeds training never draws, several starts each, a lap per episode. `--trainer sb3`: the same
+budget and evaluations for Stable-Baselines3's TD3 (bench-only dependency) on the same
+environment through bench.gym_env.SimGymEnv, with `--sb3-settings ours` (our hyper-parameters
+where they map: learning rate, batch, buffer, tau, gamma, policy delay, target noise,
+exploration noise, warm-up, updates per step, separate actor and critic CNNs) or `defaults`
+(SB3's own, with our budget and warm-up).
+
 Prints one JSON object, then a one-line summary.
 """
 
@@ -29,6 +37,7 @@ import numpy as np
 import torch
 import yaml
 
+from bench.heldout_eval import evaluate_heldout
 from td3_bringup.graph import file_parameters, repo_config_dir
 from td3_core.networks import Architecture
 from td3_sim.world import SimConfig
@@ -68,6 +77,25 @@ def evaluate(env: SimEnv, policy: Callable[[Observation], np.ndarray], episodes:
     }
 
 
+def train_ours(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.ndarray], dict]:
+    """The trainer node's own loop on the in-process environment."""
+    arch: Architecture = params.architecture
+    config = TD3Config.from_dict(params.td3)
+    agent = TD3Agent(arch, config, device="cpu")
+    buffer = FrameReplayBuffer(
+        args.steps + 1, (arch.image_size, arch.image_size), arch.frame_stack, arch.vector_dim, seed=args.seed
+    )
+    settings = LoopSettings(
+        total_steps=args.steps,
+        learning_starts=args.learning_starts,
+        batch_size=args.batch_size,
+        updates_per_step=int(params.updates_per_step),
+    )
+    loop = TrainingLoop(agent, buffer, config, settings, np.random.default_rng(args.seed))
+    training = {"trainer": "td3-drive", **train(loop, env)}
+    return lambda s: agent.act(s.frames, s.vector), training
+
+
 def train(loop: TrainingLoop, env: SimEnv) -> dict:
     returns: list[float] = []
     loop.hooks = LoopHooks(on_episode=lambda stats, _: returns.append(stats.episode_return))
@@ -79,6 +107,60 @@ def train(loop: TrainingLoop, env: SimEnv) -> dict:
         "seconds": round(time.perf_counter() - started, 1),
         "last_10_returns": [round(r, 1) for r in returns[-10:]],
     }
+
+
+def ours_for_sb3(arch: Architecture) -> dict:
+    """Our network sizes in SB3's terms: separate actor and critic CNNs of feature_dim features
+    (NatureCNN, our CNN's layers), heads of two hidden_dim layers."""
+    features = {"cnn_output_dim" if arch.vector_dim else "features_dim": arch.feature_dim}
+    return dict(
+        share_features_extractor=False,
+        net_arch=[arch.hidden_dim, arch.hidden_dim],
+        features_extractor_kwargs=features,
+    )
+
+
+def train_sb3(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.ndarray], dict]:
+    """SB3's TD3 on the same environment and budget; its deterministic policy for the evaluations."""
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from bench.gym_env import SimGymEnv
+
+    gym_env = SimGymEnv(env)
+    config = TD3Config.from_dict(params.td3)
+    dict_obs = params.architecture.vector_dim > 0
+    settings = dict(learning_starts=args.learning_starts, buffer_size=args.steps + 1, seed=args.seed, device="cpu")
+    if args.sb3_settings == "ours":
+        settings |= dict(
+            learning_rate=config.actor_lr,
+            batch_size=args.batch_size,
+            tau=config.tau,
+            gamma=config.gamma,
+            policy_delay=config.policy_delay,
+            target_policy_noise=config.policy_noise,
+            target_noise_clip=config.noise_clip,
+            action_noise=NormalActionNoise(np.zeros(2), np.full(2, config.exploration_noise)),
+            train_freq=1,
+            gradient_steps=int(params.updates_per_step),
+            policy_kwargs=ours_for_sb3(params.architecture),
+        )
+    model = TD3("MultiInputPolicy" if dict_obs else "CnnPolicy", gym_env, verbose=0, **settings)
+    started = time.perf_counter()
+    model.learn(total_timesteps=args.steps)
+    seconds = time.perf_counter() - started
+
+    def act(observation: Observation) -> np.ndarray:
+        action, _ = model.predict(gym_env.observation(observation), deterministic=True)
+        return np.asarray(action, dtype=np.float32)
+
+    training = {
+        "trainer": f"stable-baselines3 TD3 ({args.sb3_settings} settings)",
+        "updates": int(model._n_updates),
+        "seconds": round(seconds, 1),
+        "last_10_returns": [round(float(e["r"]), 1) for e in list(model.ep_info_buffer)[-10:]],
+    }
+    return act, training
 
 
 def main() -> None:
@@ -100,6 +182,10 @@ def main() -> None:
         help="bridge: the trainer's resets through the bridge, open 1 m routes (default); service: the reset "
         "service's respawn and closed lap route (the behaviour before)",
     )
+    parser.add_argument("--trainer", choices=("ours", "sb3"), default="ours")
+    parser.add_argument("--sb3-settings", choices=("ours", "defaults"), default="ours")
+    parser.add_argument("--heldout", action="store_true", help="also evaluate on the held-out procedural tracks")
+    parser.add_argument("--heldout-starts", type=int, default=2, help="starts per held-out track")
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="NAME=VALUE", help="more trainer parameters, e.g. action.max_steer=0.5"
     )
@@ -120,28 +206,14 @@ def main() -> None:
     )
     sim = SimConfig(image_width=args.camera[0], image_height=args.camera[1], seed=0)
     env = SimEnv(sim, params, bridge=args.resets == "bridge")
-    arch: Architecture = params.architecture
     torch.manual_seed(args.seed)  # as the trainer node seeds its networks
-    agent = TD3Agent(arch, TD3Config.from_dict(params.td3), device="cpu")
-    buffer = FrameReplayBuffer(
-        args.steps + 1,
-        (arch.image_size, arch.image_size),
-        arch.frame_stack,
-        arch.vector_dim,
-        seed=args.seed,
-    )
-    config = TD3Config.from_dict(params.td3)
-    settings = LoopSettings(
-        total_steps=args.steps,
-        learning_starts=args.learning_starts,
-        batch_size=args.batch_size,
-        updates_per_step=int(params.updates_per_step),
-    )
-    loop = TrainingLoop(agent, buffer, config, settings, np.random.default_rng(args.seed))
-    training = train(loop, env)
+    if args.trainer == "sb3":
+        policy, training = train_sb3(params, env, args)
+    else:
+        policy, training = train_ours(params, env, args)
 
     eval_rng = np.random.default_rng(args.seed + 1)
-    learned = evaluate(env, lambda s: agent.act(s.frames, s.vector), args.eval_episodes, args.eval_steps)
+    learned = evaluate(env, policy, args.eval_episodes, args.eval_steps)
     random = evaluate(
         env, lambda s: eval_rng.uniform(-1.0, 1.0, size=2).astype(np.float32), args.eval_episodes, args.eval_steps
     )
@@ -163,6 +235,17 @@ def main() -> None:
         "training": training,
         "eval": {"episodes": args.eval_episodes, "max_steps": args.eval_steps, "td3": learned, "random": random},
     }
+    if args.heldout:
+        camera = tuple(args.camera)
+        result["heldout"] = {
+            "td3": evaluate_heldout(policy, params, camera, starts=args.heldout_starts),
+            "random": evaluate_heldout(
+                lambda s: eval_rng.uniform(-1.0, 1.0, size=2).astype(np.float32),
+                params,
+                camera,
+                starts=args.heldout_starts,
+            ),
+        }
     print(json.dumps(result, indent=2))
     print(
         f"learning: after {args.steps} steps TD3 return {learned['mean_return']:.1f}, "

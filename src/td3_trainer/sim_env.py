@@ -107,6 +107,16 @@ class SimEnv:
             self.builder.set_route_from_path(route_msg(self.world))
         return self._first_observation()
 
+    def lap_reset(self, fraction: float) -> Observation:
+        """An episode from the track pose `fraction` of a lap from the spawn point, through the
+        bridge's teleport, with its goal GOAL_BEHIND_SPAWN_M behind it: a reached goal is a lap."""
+        track = self.world.track
+        s = self.world._spawn_s + fraction * track.length
+        x, y, yaw = track.spawn_pose(s)
+        goal_x, goal_y, _ = track.spawn_pose(s - GOAL_BEHIND_SPAWN_M)
+        self._teleport(StartPose(x, y, yaw, goal_x, goal_y, -1))
+        return self._first_observation()
+
     def _teleport(self, start: StartPose) -> None:
         self.world.request_transform(start.x, start.y, start.yaw)
         self.world.request_speed(0.0)

@@ -1,0 +1,91 @@
+"""Evaluation on roads never trained on: the learning benchmark's protocol.
+
+Tracks: procedural tracks of the seeds in HELD_OUT_TRACK_SEEDS, each with the lighting of its
+seed, far from any seed training draws (the loop track is seed 0; with a reset service,
+training episode k has seed `episode_seed + k`, and TRAINING_SEED_LIMIT bounds that range).
+Starts: STARTS_PER_TRACK poses spread evenly along each track (SimEnv.lap_reset: the same
+teleport as the trainer's resets), each with its goal 5 m behind it, so an episode that reaches
+its goal has driven a lap. Nothing is stored and no noise is added: `policy` is called as it is.
+
+Reported per episode and over all of them (td3_trainer.loop.Evaluation): mean return, route
+completion, distance before the first collision or leaving the road, collisions and off-road
+ends per km, mean |lateral offset| and mean speed, and how many episodes drove the whole lap
+without a collision or leaving the road.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from td3_sim.world import SimConfig
+from td3_trainer.environment import Observation
+from td3_trainer.loop import Evaluation, run_episode
+from td3_trainer.params import TrainerParams
+from td3_trainer.sim_env import SimEnv
+
+HELD_OUT_TRACK_SEEDS = (7_000_001, 7_000_002, 7_000_003, 7_000_004, 7_000_005)
+STARTS_PER_TRACK = 2
+TRAINING_SEED_LIMIT = 7_000_000  # training seeds (track, lighting, episode seeds) stay below this
+COMPLETED = 0.98  # route completion that counts as the lap
+
+
+def evaluation_seeds_are_held_out(training_seeds: set[int]) -> bool:
+    return not training_seeds & set(HELD_OUT_TRACK_SEEDS) and all(s < TRAINING_SEED_LIMIT for s in training_seeds)
+
+
+def heldout_env(params: TrainerParams, track_seed: int, camera: tuple[int, int]) -> SimEnv:
+    """The in-process environment on the procedural track (and lighting) of `track_seed`."""
+    sim = SimConfig(
+        image_width=camera[0], image_height=camera[1], track="procedural", seed=track_seed, randomize_lighting=True
+    )
+    return SimEnv(sim, params)
+
+
+def lap_steps(env: SimEnv, params: TrainerParams, slack: float = 1.5) -> int:
+    """Steps for a lap at the reward's target speed, with slack."""
+    target = float(params.reward.target_speed_mps)
+    return int(slack * env.world.track.length / max(target, 1.0) / env.world.dt)
+
+
+def evaluate_heldout(
+    policy: Callable[[Observation], np.ndarray],
+    params: TrainerParams,
+    camera: tuple[int, int] = (84, 84),
+    track_seeds: tuple[int, ...] = HELD_OUT_TRACK_SEEDS,
+    starts: int = STARTS_PER_TRACK,
+    max_steps: int = 0,
+) -> dict:
+    """Drive `policy` from `starts` poses of each held-out track; max_steps 0 = a lap's worth."""
+    episodes: list[dict] = []
+    results = []
+    for track_seed in track_seeds:
+        env = heldout_env(params, track_seed, camera)
+        limit = max_steps or lap_steps(env, params)
+        for k in range(starts):
+            result = run_episode(env, policy, env.lap_reset(k / starts), limit)
+            results.append(result)
+            completion = min(max(result.progress_m / result.route_m, 0.0), 1.0)
+            episodes.append(
+                {
+                    "track_seed": track_seed,
+                    "start": k,
+                    "return": round(result.episode_return, 1),
+                    "route_completion": round(completion, 3),
+                    "lap_without_incident": completion >= COMPLETED and result.reason not in ("collision", "off_road"),
+                    "end": result.reason,
+                    "distance_before_incident_m": round(result.progress_m, 1),
+                    "mean_speed_mps": round(result.mean_speed_mps, 2),
+                    "mean_abs_lateral_m": round(result.mean_abs_lateral_m, 3),
+                    "steps": result.steps,
+                }
+            )
+    summary = Evaluation.of(results).as_dict()
+    summary["laps_without_incident"] = sum(e["lap_without_incident"] for e in episodes)
+    return {
+        "track_seeds": list(track_seeds),
+        "starts_per_track": starts,
+        "summary": {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
+        "episodes": episodes,
+    }

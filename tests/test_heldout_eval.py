@@ -1,0 +1,102 @@
+"""The learning benchmark's protocol, on a small budget: the held-out evaluation never drives a
+track (or lighting) that training drew, and the Gymnasium view that Stable-Baselines3 trains on
+gives exactly the shipped environment's observations, rewards and episode ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.bench_learning import trainer_params
+from bench.gym_env import SimGymEnv
+from bench.heldout_eval import (
+    HELD_OUT_TRACK_SEEDS,
+    TRAINING_SEED_LIMIT,
+    evaluate_heldout,
+    evaluation_seeds_are_held_out,
+)
+from td3_sim.world import SimConfig, SimWorld
+from td3_trainer.config import TD3Config
+from td3_trainer.loop import LoopSettings, TrainingLoop
+from td3_trainer.replay_buffer import FrameReplayBuffer
+from td3_trainer.sim_env import SimEnv
+from td3_trainer.td3 import TD3Agent
+
+CAMERA = SimConfig(image_width=64, image_height=48)
+SMALL = {"batch_size": 8, "learning_starts": 20, "max_episode_steps": 25}
+
+
+@pytest.fixture
+def drawn_seeds(monkeypatch) -> list[int]:
+    """Every seed a SimWorld loads a track or lighting from (construction included)."""
+    seeds: list[int] = []
+    reset = SimWorld.reset
+
+    def recording_reset(self, seed=None):
+        if seed is not None and seed >= 0:
+            seeds.append(int(seed))
+        return reset(self, seed)
+
+    monkeypatch.setattr(SimWorld, "reset", recording_reset)
+    return seeds
+
+
+def small_training(params, env: SimEnv, steps: int = 60) -> TrainingLoop:
+    arch = params.architecture
+    config = TD3Config.from_dict(params.td3)
+    buffer = FrameReplayBuffer(steps + 1, (arch.image_size, arch.image_size), arch.frame_stack, arch.vector_dim)
+    settings = LoopSettings(total_steps=steps, learning_starts=20, batch_size=8, updates_per_step=1)
+    loop = TrainingLoop(TD3Agent(arch, config, device="cpu"), buffer, config, settings, np.random.default_rng(0))
+    loop.run(env)
+    return loop
+
+
+def test_the_heldout_evaluation_never_drives_a_track_training_drew(drawn_seeds: list[int]):
+    params = trainer_params(SMALL)
+    env = SimEnv(CAMERA, params)
+    loop = small_training(params, env)
+    assert loop.episodes >= 2  # resets happened during training
+    training = set(drawn_seeds)
+    drawn_seeds.clear()
+
+    result = evaluate_heldout(lambda o: np.array([0.0, 0.3], np.float32), params, (64, 48), starts=2, max_steps=5)
+    evaluation = set(drawn_seeds)
+    assert evaluation == set(HELD_OUT_TRACK_SEEDS) == set(result["track_seeds"])
+    assert not training & evaluation, (training, evaluation)
+    assert evaluation_seeds_are_held_out(training)
+    assert not evaluation_seeds_are_held_out(training | {HELD_OUT_TRACK_SEEDS[0]})
+    assert not evaluation_seeds_are_held_out({TRAINING_SEED_LIMIT + 12})
+    assert len(result["episodes"]) == 2 * len(HELD_OUT_TRACK_SEEDS)
+    # Starts spread along each track, every episode on its own held-out track, all metrics there.
+    for seed in HELD_OUT_TRACK_SEEDS:
+        starts = [e for e in result["episodes"] if e["track_seed"] == seed]
+        assert [e["start"] for e in starts] == [0, 1]
+    for key in ("route_completion", "collisions_per_km", "off_road_per_km", "mean_speed_mps", "mean_abs_lateral_m"):
+        assert key in result["summary"]
+
+
+def test_the_gymnasium_view_gives_exactly_the_shipped_environments_steps():
+    params = trainer_params(SMALL)
+    shipped, viewed = SimEnv(CAMERA, params), SimGymEnv(SimEnv(CAMERA, params))
+    assert viewed.observation_space["frames"].shape == (4, 84, 84)
+    first = shipped.reset(-1)
+    observation, _ = viewed.reset()
+    assert np.array_equal(observation["frames"], first.frames) and np.array_equal(observation["vector"], first.vector)
+    rng = np.random.default_rng(3)
+    ends = 0
+    for _ in range(60):  # over more than one episode (max_episode_steps 25)
+        action = rng.uniform(-1.0, 1.0, 2).astype(np.float32)
+        shipped.send(action)
+        step = shipped.receive().finished
+        observation, reward, terminated, truncated, info = viewed.step(action)
+        assert np.array_equal(observation["frames"], step.observation.frames)
+        assert np.array_equal(observation["vector"], step.observation.vector)
+        assert observation in viewed.observation_space
+        assert reward == step.reward and (terminated, truncated) == (step.terminated, step.truncated)
+        assert info["reason"] == step.info["reason"]
+        if step.done:
+            ends += 1
+            first = shipped.reset(-1)
+            observation, _ = viewed.reset()
+            assert np.array_equal(observation["frames"], first.frames)
+    assert ends >= 2
