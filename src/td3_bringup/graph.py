@@ -106,6 +106,32 @@ def driver_node(
     )
 
 
+def preprocess_node(
+    config_dir: Path, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
+) -> NodeSpec:
+    return NodeSpec(
+        name="td3_preprocess",
+        package="td3_sim",
+        executable="preprocess_node",
+        module="td3_preprocess.node",
+        params_files=(config_dir / "preprocess.yaml", *extra_files),
+        parameters=dict(overrides or {}),
+    )
+
+
+def _with_preprocessing(
+    nodes: list[NodeSpec], consumer: NodeSpec, config_dir: Path, extra_files: tuple[Path, ...]
+) -> list[NodeSpec]:
+    """The graph with the preprocessing node beside the simulator and `consumer` reading its frames
+    (image_input:=preprocessed); role_name and image_size follow the consumer's overrides."""
+    shared = {k: consumer.parameters[k] for k in ("role_name",) if k in consumer.parameters}
+    if "preprocessing.image_size" in consumer.parameters:
+        shared["image_size"] = consumer.parameters["preprocessing.image_size"]
+    reading = NodeSpec(**{**consumer.__dict__, "parameters": {**consumer.parameters, "image_input": "preprocessed"}})
+    index = nodes.index(consumer)
+    return [*nodes[:index], preprocess_node(config_dir, shared, extra_files), reading, *nodes[index + 1 :]]
+
+
 def _check_simulator(simulator: str) -> None:
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, got '{simulator}'")
@@ -117,13 +143,16 @@ def training_graph(
     trainer_overrides: Mapping[str, ParamValue] | None = None,
     simulator_overrides: Mapping[str, ParamValue] | None = None,
     extra_files: tuple[Path, ...] = (),
+    preprocess: bool = False,
 ) -> list[NodeSpec]:
-    """Trainer + (embedded) simulator in synchronous mode; with CARLA the bridge is the simulator."""
+    """Trainer + (embedded) simulator in synchronous mode; with CARLA the bridge is the simulator.
+    `preprocess`: + the preprocessing node, the trainer reading its frames."""
     _check_simulator(simulator)
-    nodes = [trainer_node(config_dir, trainer_overrides, extra_files)]
+    trainer = trainer_node(config_dir, trainer_overrides, extra_files)
+    nodes = [trainer]
     if simulator == "embedded":
         nodes.insert(0, simulator_node(config_dir, sync=True, overrides=simulator_overrides, extra_files=extra_files))
-    return nodes
+    return _with_preprocessing(nodes, trainer, config_dir, extra_files) if preprocess else nodes
 
 
 def driving_graph(
@@ -132,10 +161,13 @@ def driving_graph(
     driver_overrides: Mapping[str, ParamValue] | None = None,
     simulator_overrides: Mapping[str, ParamValue] | None = None,
     extra_files: tuple[Path, ...] = (),
+    preprocess: bool = False,
 ) -> list[NodeSpec]:
-    """Driver + (embedded) simulator free-running at the camera rate."""
+    """Driver + (embedded) simulator free-running at the camera rate.
+    `preprocess`: + the preprocessing node, the driver reading its frames."""
     _check_simulator(simulator)
-    nodes = [driver_node(config_dir, driver_overrides, extra_files)]
+    driver = driver_node(config_dir, driver_overrides, extra_files)
+    nodes = [driver]
     if simulator == "embedded":
         nodes.insert(0, simulator_node(config_dir, sync=False, overrides=simulator_overrides, extra_files=extra_files))
-    return nodes
+    return _with_preprocessing(nodes, driver, config_dir, extra_files) if preprocess else nodes

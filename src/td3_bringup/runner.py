@@ -1,6 +1,6 @@
 """Start a node graph without launch_ros: one `python -m <module> --ros-args ...` per NodeSpec.
 
-    td3-run train [--simulator embedded|carla] [--params-file extra.yaml] [-p node.param:=value ...]
+    td3-run train [--simulator embedded|carla] [--preprocess] [--params-file extra.yaml] [-p node.param:=value ...]
     td3-run drive --checkpoint latest [...]
     td3-run drive --checkpoint models/shipped --record runs/drive.mcap --view
 
@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="drive: .pth path, run directory or 'latest'")
     parser.add_argument("--resume", help="train: checkpoint to resume from (path, run directory or 'latest')")
     parser.add_argument("-p", "--param", action="append", default=[], help="node.param:=value")
+    parser.add_argument(
+        "--preprocess",
+        action="store_true",
+        help="+ the preprocessing node (td3_preprocess); the trainer/driver reads its 84x84 frames",
+    )
     parser.add_argument("--log-dir", type=Path, help="write each node's output to <log-dir>/<node>.log")
     add_watch_arguments(parser)
     return parser
@@ -164,11 +169,11 @@ def specs_from_args(args: argparse.Namespace) -> list[NodeSpec]:
         trainer = dict(overrides.get("td3_trainer", {}))
         if args.resume:
             trainer["resume"] = args.resume
-        return training_graph(args.config_dir, args.simulator, trainer, sim, extra)
+        return training_graph(args.config_dir, args.simulator, trainer, sim, extra, args.preprocess)
     driver = dict(overrides.get("td3_driver", {}))
     if args.checkpoint:
         driver["checkpoint"] = args.checkpoint
-    return driving_graph(args.config_dir, args.simulator, driver, sim, extra)
+    return driving_graph(args.config_dir, args.simulator, driver, sim, extra, args.preprocess)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

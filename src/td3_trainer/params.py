@@ -133,6 +133,13 @@ REWARD_DESCRIPTIONS = {
 
 PARAMS: tuple[Param, ...] = (
     Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _name),
+    Param(
+        "image_input",
+        "raw",
+        "raw: the camera (/carla/<role>/rgb_front/image), preprocessed here; preprocessed: the 84x84 mono8 frames "
+        "of the preprocessing node (td3_preprocess, /carla/<role>/rgb_front/preprocessed)",
+        _one_of(*preprocessing.IMAGE_INPUTS),
+    ),
     Param("run_name", "", "sub-directory of models_dir (and log_dir); '' = a timestamp, or the resumed run", _run_name),
     Param("scenario", "scenario_0", "scenario name in checkpoint file names", _file_name_part),
     Param("models_dir", "models", "directory of the runs' checkpoints"),
