@@ -9,6 +9,8 @@ topics, spawn point and teleport; the stamps of a tick are the same for all.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,14 +19,15 @@ import pytest
 from carla_msgs.msg import CarlaEgoVehicleControl
 from geometry_msgs.msg import Pose
 from nav_msgs.msg import Odometry
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
-from td3_bringup.graph import repo_config_dir, simulator_node
+from td3_bringup.graph import repo_config_dir, simulation_graph, simulator_node
 from td3_bringup.observer import BackgroundNode
 from td3_bringup.runner import node_command
 from td3_sim.node import ParamError, role_names
 
-from .processes import node_process
+from .processes import command_process, node_process
 
 pytestmark = pytest.mark.ros
 CONFIG = repo_config_dir()
@@ -171,3 +174,58 @@ def test_several_vehicles_refuse_the_single_vehicle_reset_service(tmp_path: Path
         code = proc.wait(timeout=HANG_GUARD_S)
     assert code == 2
     assert "reset_service" in log.read_text()
+
+
+def test_graph_of_one_simulator_process_per_vehicle(tmp_path: Path):
+    extra = tmp_path / "two.yaml"
+    extra.write_text("carla_simulator:\n  ros__parameters:\n    role_name: [car_a, car_b]\n    image_width: 64\n")
+    specs = simulation_graph(CONFIG, True, {"seed": 3}, (extra,), processes=True, preprocess=True)
+    assert [s.name for s in specs] == [
+        "carla_simulator_car_a",
+        "carla_simulator_car_b",
+        "td3_preprocess_car_a",
+        "td3_preprocess_car_b",
+    ]
+    car_a = specs[0]
+    assert car_a.params_files == ()
+    assert car_a.parameters["role_name"] == "car_a" and car_a.parameters["image_width"] == 64
+    assert car_a.parameters["seed"] == 3 and car_a.parameters["fov"] == 90.0  # yaml, extra file, override
+    assert ("/clock", "/car_a/clock") in car_a.remappings
+    assert specs[3].parameters == {**specs[3].parameters, "role_name": "car_b", "image_size": 84}
+    # One vehicle, or one world: the one simulator node of today, with its params files.
+    assert simulation_graph(CONFIG, True, {}, ()) == [simulator_node(CONFIG, True, {})]
+    one_world = simulation_graph(CONFIG, True, {}, (extra,))
+    assert len(one_world) == 1 and one_world[0].params_files == (CONFIG / "simulator.yaml", extra)
+
+
+def test_td3_run_starts_one_simulator_process_per_vehicle_from_a_params_file(tmp_path: Path):
+    """`td3-run sim --simulator-processes`: each vehicle ticks on its own commands (N servers)."""
+    extra = tmp_path / "two.yaml"
+    extra.write_text(
+        "carla_simulator:\n  ros__parameters:\n    role_name: [car_a, car_b]\n"
+        "    image_width: 64\n    image_height: 48\n    command_wait_timeout_s: 0.0\n"
+    )
+    log = tmp_path / "runner.log"
+    argv = [sys.executable, "-m", "td3_bringup.runner", "sim", "--simulator-processes", "--params-file", str(extra)]
+    argv += ["--log-dir", str(tmp_path / "logs")]
+    with Vehicles() as probe, command_process(argv, log, dict(os.environ)) as proc:
+        clocks = {role: [] for role in ROLES}
+        for role in ROLES:
+            probe.node.create_subscription(Clock, f"/{role}/clock", lambda m, r=role: clocks[r].append(m), 100)
+        probe.wait(lambda: all(p.get_subscription_count() for p in probe.commands.values()), proc, log, "matching")
+        probe.wait(lambda: min(probe.counts()) >= 1, proc, log, "the start-up frame of both")
+        time.sleep(1.0)
+        start = probe.counts()
+        for _ in range(3):  # car_a alone: only car_a's simulator ticks
+            before = probe.counts()
+            probe.command("car_a")
+            probe.wait(lambda b=before: probe.counts()[0] == b[0] + 1, proc, log, "car_a's tick")
+        time.sleep(0.5)
+        assert probe.counts() == (start[0] + 3, start[1]), "a command of car_a ticked car_b's simulator"
+        assert clocks["car_a"] and clocks["car_b"], "each simulator's /clock under its role"
+        assert probe.node.count_publishers("/clock") == 0
+        with probe.lock:
+            assert probe.stamps["car_a"][-1] == probe.stamps["car_b"][-1] + 3 * 50_000_000
+    for role in ROLES:
+        text = (tmp_path / "logs" / f"carla_simulator_{role}.log").read_text()
+        assert "camera 64x48" in text and f"topics under /carla/{role}" in text, text[-2000:]

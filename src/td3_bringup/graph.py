@@ -8,7 +8,7 @@ same parameter files, parameters and remappings. Tests check this definition dir
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SIMULATORS = ("embedded", "carla")
@@ -37,7 +37,9 @@ class NodeSpec:
         return args
 
 
-def format_param(value: ParamValue) -> str:
+def format_param(value: ParamValue | list) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(format_param(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str) and value == "":
@@ -78,6 +80,83 @@ def simulator_node(
         params_files=(config_dir / "simulator.yaml", *extra_files),
         parameters={"synchronous_mode": sync, **(overrides or {})},
     )
+
+
+# The simulator's global topics (the bridge's, one per server), moved under /<role>/ when each
+# vehicle has a simulator process of its own: N servers side by side in one ROS domain.
+SIMULATOR_GLOBAL_TOPICS = ("/clock", "/carla/status", "/carla/control", "/initialpose")
+
+
+def simulator_roles(
+    config_dir: Path, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
+) -> list[str]:
+    """The simulator's role_name as a list: from the overrides, else the last params file that sets it."""
+    from td3_sim.node import role_names
+
+    value = (overrides or {}).get("role_name")
+    if value is None:
+        value = _merged_file_parameters((config_dir / "simulator.yaml", *extra_files), "carla_simulator")["role_name"]
+    return list(role_names(value))
+
+
+def _merged_file_parameters(files: tuple[Path, ...], node_name: str) -> dict[str, ParamValue]:
+    merged: dict[str, ParamValue] = {}
+    for params_file in files:
+        try:
+            merged.update(file_parameters(params_file, node_name))
+        except KeyError:
+            continue  # no section for this node
+    return merged
+
+
+def simulator_processes(
+    config_dir: Path, sync: bool, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
+) -> list[NodeSpec]:
+    """One simulator process per role name (as N CARLA servers, each with its own bridge): node
+    carla_simulator_<role>, the simulator's params files' values passed as parameters (a params
+    file section names one node), its global topics under /<role>/. One role: simulator_node."""
+    roles = simulator_roles(config_dir, overrides, extra_files)
+    if len(roles) == 1:
+        return [simulator_node(config_dir, sync, overrides, extra_files)]
+    files = (config_dir / "simulator.yaml", *extra_files)
+    shared = {**_merged_file_parameters(files, "carla_simulator"), "synchronous_mode": sync, **(overrides or {})}
+    return [
+        NodeSpec(
+            name=f"carla_simulator_{role}",
+            package="td3_sim",
+            executable="simulator_node",
+            module="td3_sim.node",
+            parameters={**shared, "role_name": role},
+            remappings=tuple((topic, f"/{role}{topic}") for topic in SIMULATOR_GLOBAL_TOPICS),
+        )
+        for role in roles
+    ]
+
+
+def simulation_graph(
+    config_dir: Path,
+    sync: bool = True,
+    simulator_overrides: Mapping[str, ParamValue] | None = None,
+    extra_files: tuple[Path, ...] = (),
+    processes: bool = False,
+    preprocess: bool = False,
+) -> list[NodeSpec]:
+    """The simulator alone, for learners and drivers started elsewhere: its role_name list as N
+    vehicles in one world, or (processes) one process per vehicle; `preprocess`: + a
+    preprocessing node per vehicle (td3_preprocess_<role> with several)."""
+    if processes:
+        nodes = simulator_processes(config_dir, sync, simulator_overrides, extra_files)
+    else:
+        nodes = [simulator_node(config_dir, sync, simulator_overrides, extra_files)]
+    if preprocess:
+        roles = simulator_roles(config_dir, simulator_overrides, extra_files)
+        for role in roles:
+            spec = preprocess_node(config_dir, {"role_name": role}, extra_files)
+            if len(roles) > 1:  # a params file section names one node: its values as parameters
+                values = _merged_file_parameters(spec.params_files, "td3_preprocess") | {"role_name": role}
+                spec = replace(spec, name=f"td3_preprocess_{role}", params_files=(), parameters=values)
+            nodes.append(spec)
+    return nodes
 
 
 def trainer_node(

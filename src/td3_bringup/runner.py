@@ -2,6 +2,7 @@
 
     td3-run train [--simulator embedded|carla] [--preprocess] [--params-file extra.yaml] [-p node.param:=value ...]
     td3-run drive --checkpoint latest [...]
+    td3-run sim [--simulator-processes] [--preprocess] -p "carla_simulator.role_name:=[car_a, car_b]"
     td3-run drive --checkpoint models/shipped --record runs/drive.mcap --view
 
 --record writes every topic to an MCAP file (ROS 2 bag format, td3_bringup.recording),
@@ -26,7 +27,15 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from td3_bringup.graph import SIMULATORS, NodeSpec, ParamValue, driving_graph, repo_config_dir, training_graph
+from td3_bringup.graph import (
+    SIMULATORS,
+    NodeSpec,
+    ParamValue,
+    driving_graph,
+    repo_config_dir,
+    simulation_graph,
+    training_graph,
+)
 from td3_bringup.watching import add_watch_arguments, watching
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -144,7 +153,12 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, ParamValue]]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="td3-run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("graph", choices=("train", "drive"))
+    parser.add_argument("graph", choices=("train", "drive", "sim"))
+    parser.add_argument(
+        "--simulator-processes",
+        action="store_true",
+        help="sim: one simulator process per role_name of the simulator's list (else one world with all)",
+    )
     parser.add_argument("--simulator", choices=SIMULATORS, default="embedded")
     parser.add_argument("--config-dir", type=Path, default=repo_config_dir())
     parser.add_argument("--params-file", type=Path, action="append", default=[], help="extra params file(s)")
@@ -165,6 +179,8 @@ def specs_from_args(args: argparse.Namespace) -> list[NodeSpec]:
     overrides = parse_overrides(args.param)
     extra = tuple(args.params_file)
     sim = overrides.get("carla_simulator")
+    if args.graph == "sim":
+        return simulation_graph(args.config_dir, True, sim, extra, args.simulator_processes, args.preprocess)
     if args.graph == "train":
         trainer = dict(overrides.get("td3_trainer", {}))
         if args.resume:
