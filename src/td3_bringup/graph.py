@@ -159,42 +159,48 @@ def simulation_graph(
     return nodes
 
 
+def _configured_node(
+    name: str, package: str, executable: str, module: str, params_file: Path, overrides, extra_files: tuple[Path, ...]
+) -> NodeSpec:
+    return NodeSpec(
+        name=name,
+        package=package,
+        executable=executable,
+        module=module,
+        params_files=(params_file, *extra_files),
+        parameters=dict(overrides or {}),
+    )
+
+
 def trainer_node(
     config_dir: Path, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
 ) -> NodeSpec:
-    return NodeSpec(
-        name="td3_trainer",
-        package="td3_trainer",
-        executable="trainer_node",
-        module="td3_trainer.node",
-        params_files=(config_dir / "trainer.yaml", *extra_files),
-        parameters=dict(overrides or {}),
+    return _configured_node(
+        "td3_trainer",
+        "td3_trainer",
+        "trainer_node",
+        "td3_trainer.node",
+        config_dir / "trainer.yaml",
+        overrides,
+        extra_files,
     )
 
 
 def driver_node(
     config_dir: Path, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
 ) -> NodeSpec:
-    return NodeSpec(
-        name="td3_driver",
-        package="td3_driver",
-        executable="driver_node",
-        module="td3_driver.node",
-        params_files=(config_dir / "driver.yaml", *extra_files),
-        parameters=dict(overrides or {}),
+    return _configured_node(
+        "td3_driver", "td3_driver", "driver_node", "td3_driver.node", config_dir / "driver.yaml", overrides, extra_files
     )
 
 
 def preprocess_node(
     config_dir: Path, overrides: Mapping[str, ParamValue] | None = None, extra_files: tuple[Path, ...] = ()
 ) -> NodeSpec:
-    return NodeSpec(
-        name="td3_preprocess",
-        package="td3_sim",
-        executable="preprocess_node",
-        module="td3_preprocess.node",
-        params_files=(config_dir / "preprocess.yaml", *extra_files),
-        parameters=dict(overrides or {}),
+    """The preprocessing node (td3_preprocess), installed with the simulator's ROS package."""
+    params_file = config_dir / "preprocess.yaml"
+    return _configured_node(
+        "td3_preprocess", "td3_sim", "preprocess_node", "td3_preprocess.node", params_file, overrides, extra_files
     )
 
 
