@@ -233,3 +233,20 @@ def test_trainer_trains_on_the_preprocessed_topic(tmp_path: Path):
     checkpoint = load_checkpoint_file(latest)
     assert checkpoint["total_it"] > 0
     assert checkpoint["config"]["image_input"] == "preprocessed"
+
+
+def test_driver_reads_the_preprocessed_topic_into_the_same_stacks():
+    from td3_driver.node import DriverInputs
+    from td3_driver.params import ParamError as DriverParamError
+    from td3_driver.params import validate as driver_validate
+    from td3_preprocess.node import preprocessed_image
+
+    config, observation = PreprocessConfig(), ObservationConfig(use_vector_state=False)
+    raw = DriverInputs(config, observation)
+    reading = DriverInputs(config, observation, image_input="preprocessed")
+    for i, case in enumerate(CASES[:3]):
+        msg = _wire(_camera(*case, seed=i))
+        assert np.array_equal(reading.push_image(_wire(preprocessed_image(msg, config))), raw.push_image(msg))
+    assert driver_validate({"image_input": "preprocessed"}).image_input == "preprocessed"
+    with pytest.raises(DriverParamError, match="image_input"):
+        driver_validate({"image_input": "gray"})
