@@ -177,7 +177,7 @@ def test_preprocessed_input_refuses_frames_of_another_size_or_encoding():
     [
         ({"role_name": "a/b"}, "role_name"),
         ({"image_size": 4}, "image_size"),
-        ({"image_size": 84.0}, "image_size must be a int"),
+        ({"image_size": 84.0}, "image_size must be an integer"),
         ({"output_reliability": "sometimes"}, "output_reliability"),
         ({"log_throttle_s": 0}, "log_throttle_s"),
     ],

@@ -58,7 +58,8 @@ class PreprocessParams:
             if expected is float and type(value) is int:
                 values = {**values, name: float(value)}
             elif type(value) is not expected:
-                raise ParamError(f"{name} must be a {expected.__name__}, got {value!r}")
+                kind = {int: "an integer", float: "a number", str: "a string"}[expected]
+                raise ParamError(f"{name} must be {kind}, got {value!r}")
         params = cls(**values)
         role = params.role_name
         if not isinstance(role, str) or not role or not all(c.isalnum() or c == "_" for c in role):
