@@ -13,8 +13,10 @@ collectors close the loop on its frames instead of the camera's.
 Reported per shape and N: environment steps per second (all vehicles), per vehicle, bytes per
 second crossing DDS into the collectors, the CPU seconds per second of each part (simulator
 processes, preprocessing nodes, the collectors) and its share, and the ratio of env steps/s
-against N = 1 in the same run (the baseline). Learning is not part of it: one trainer drives
-one vehicle (docs/scale-out.md). Prints one JSON object, then a one-line summary per shape.
+against N = 1 in the same run (the baseline). With learning (mode `learning`): the trainer node
+itself fed by the N vehicles (`role_name: 'a,b,...'`, config/trainer.yaml's networks, batch 64, on
+CPU), measured from its ~/train_stats once the updates have started: env steps/s, updates/s,
+CPU of the trainer and of the simulators. Prints one JSON object, then one line per row.
 """
 
 from __future__ import annotations
@@ -157,6 +159,96 @@ def bench_shape(shape: str, vehicles: int, camera: tuple[int, int], preprocess: 
     }
 
 
+LEARNER = {  # the trainer's config/trainer.yaml networks (84x84, 512 features), small batch and buffer, on CPU
+    "device": "cpu",
+    "progress": False,
+    "tensorboard": False,
+    "learning_starts": 200,
+    "batch_size": 64,
+    "buffer_size": 5000,
+    "checkpoint_every": 0,
+    "max_episode_steps": 300,
+    "stats_period_s": 0.5,
+}
+
+
+def bench_learning(shape: str, vehicles: int, camera: tuple[int, int], seconds: float, logs: Path) -> dict:
+    """The trainer node itself fed by N vehicles (role_name 'a,b,...'), once learning has started:
+    env steps/s and updates/s from its ~/train_stats, CPU of the trainer and the simulators."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import Float32MultiArray
+
+    from td3_bringup.graph import trainer_node
+    from td3_trainer.monitor import labelled_values
+
+    roles = [f"learn_v{k}" for k in range(vehicles)]
+    sim_overrides = {
+        "role_name": roles if vehicles > 1 else roles[0],
+        "image_width": camera[0],
+        "image_height": camera[1],
+    }
+    sims = simulation_graph(repo_config_dir(), True, sim_overrides, (), shape == "processes")
+    run_dir = logs / f"learn_{shape}_{vehicles}"
+    trainer = trainer_node(
+        repo_config_dir(),
+        {**LEARNER, "role_name": ",".join(roles), "models_dir": str(run_dir / "models"), "log_dir": str(run_dir)},
+    )
+    rclpy.init()
+    node = rclpy.create_node("scale_out_learning_probe")
+    lock = threading.Lock()
+    stats: list[tuple[float, dict]] = []
+
+    def on_stats(msg) -> None:
+        with lock:
+            stats.append((time.monotonic(), labelled_values(msg)))
+
+    node.create_subscription(Float32MultiArray, "/td3_trainer/train_stats", on_stats, 100)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+
+    def newest() -> tuple[float, dict] | None:
+        with lock:
+            return stats[-1] if stats else None
+
+    try:
+        with running([*sims, trainer], run_dir) as processes:
+            deadline = time.monotonic() + 240.0
+            while (latest := newest()) is None or latest[1].get("total_it", 0) < 1:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                    raise RuntimeError(f"learning {shape} x{vehicles}: no updates (logs in {run_dir})")
+                time.sleep(0.2)
+            pids = {spec.name: proc.pid for spec, proc in zip([*sims, trainer], processes, strict=True)}
+            cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            t0, first = newest()
+            time.sleep(seconds)
+            t1, last = newest()
+            cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    elapsed = max(t1 - t0, 1e-9)
+    parts = {
+        "simulators": sum(cpu1[n] - cpu0[n] for n in pids if n.startswith("carla_simulator")) / elapsed,
+        "trainer": (cpu1[trainer.name] - cpu0[trainer.name]) / elapsed,
+    }
+    total = max(sum(parts.values()), 1e-9)
+    steps = (last["env_steps"] - first["env_steps"]) / elapsed
+    return {
+        "shape": shape,
+        "vehicles": vehicles,
+        "mode": "learning",
+        "window_s": round(elapsed, 2),
+        "env_steps_per_s": round(steps, 1),
+        "env_steps_per_s_per_vehicle": round(steps / vehicles, 1),
+        "updates_per_s": round((last["total_it"] - first["total_it"]) / elapsed, 2),
+        "cpu_s_per_s": {name: round(value, 3) for name, value in parts.items()},
+        "cpu_share": {name: round(value / total, 3) for name, value in parts.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="6 s per configuration instead of 20 s")
@@ -164,28 +256,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
     parser.add_argument("--camera", default="84x84", help="WxH of every vehicle's camera")
     parser.add_argument("--preprocess", action="store_true", help="+ a preprocessing node per vehicle")
+    parser.add_argument("--modes", nargs="+", choices=("random", "learning"), default=["random", "learning"])
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
     camera = tuple(int(v) for v in args.camera.split("x"))
     seconds = 6.0 if args.quick else 20.0
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_scale_out_") as tmp:
-        baseline = None
-        for shape in args.shapes:
-            for vehicles in sorted(set(args.vehicles)):
-                if vehicles == 1 and baseline is not None:
-                    continue  # one vehicle is one simulator process in both shapes
-                result = bench_shape(shape, vehicles, camera, args.preprocess, seconds, Path(tmp))
-                if vehicles == 1:
-                    baseline = result
-                    result["shape"] = "one vehicle"
-                results.append(result)
-    base = baseline["env_steps_per_s"] if baseline else None
-    for result in results:
-        result["env_steps_vs_one_vehicle"] = round(result["env_steps_per_s"] / base, 2) if base else None
+        for mode in args.modes:
+            baseline = None
+            for shape in args.shapes:
+                for vehicles in sorted(set(args.vehicles)):
+                    if vehicles == 1 and baseline is not None:
+                        continue  # one vehicle is one simulator process in both shapes
+                    if mode == "random":
+                        result = bench_shape(shape, vehicles, camera, args.preprocess, seconds, Path(tmp))
+                        result["mode"] = "random"
+                    else:
+                        result = bench_learning(shape, vehicles, camera, seconds, Path(tmp))
+                    if vehicles == 1:
+                        baseline = result
+                        result["shape"] = "one vehicle"
+                    base = baseline["env_steps_per_s"] if baseline else None
+                    result["env_steps_vs_one_vehicle"] = round(result["env_steps_per_s"] / base, 2) if base else None
+                    results.append(result)
     report = {
         "benchmark": "scale_out",
-        "baseline": "one vehicle, one simulator process, same run",
+        "baseline": "one vehicle, one simulator process, same run and mode",
         "camera": f"{camera[0]}x{camera[1]} bgra8",
         "preprocess": args.preprocess,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
@@ -197,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out.write_text(text + "\n")
     for result in results:
         print(
-            f"{result['shape']} x{result['vehicles']}: {result['env_steps_per_s']} env steps/s "
-            f"({result['env_steps_vs_one_vehicle']}x one vehicle), {result['bytes_per_s_over_dds'] / 1e6:.2f} MB/s",
+            f"{result['mode']} {result['shape']} x{result['vehicles']}: {result['env_steps_per_s']} env steps/s "
+            f"({result['env_steps_vs_one_vehicle']}x one vehicle)"
+            + (f", {result['updates_per_s']} updates/s" if "updates_per_s" in result else ""),
             file=sys.stderr,
         )
     return 0
