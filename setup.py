@@ -35,6 +35,7 @@ setup(
             "td3-trainer = td3_trainer.node:main",
             "td3-driver = td3_driver.node:main",
             "td3-sim = td3_sim.node:main",
+            "td3-preprocess = td3_preprocess.node:main",
             "td3-export = td3_driver.export:main",
             "td3-convert = td3_core.convert:main",
             "td3-run = td3_bringup.runner:main",

@@ -42,7 +42,8 @@ def _launch_setup(context, *args, **kwargs):
     }
     simulator = value("simulator")
     extra = (Path(value("config_file")),) if value("config_file") else ()
-    specs = driving_graph(share / "config", simulator, driver, {"role_name": value("role_name")}, extra)
+    preprocess = value("preprocess").lower() == "true"
+    specs = driving_graph(share / "config", simulator, driver, {"role_name": value("role_name")}, extra, preprocess)
     actions = graph_actions(specs, Node)
     if simulator == "carla":
         actions += carla_bridge_actions(context, synchronous=False)

@@ -45,7 +45,8 @@ def _launch_setup(context, *args, **kwargs):
         trainer["fixed_delta_seconds"] = float(value("fixed_delta_seconds"))
         trainer.update(TRAINER_FOR_CARLA)  # resets through set_transform + goal: the bridge has no reset service
     extra = (Path(value("config_file")),) if value("config_file") else ()
-    specs = training_graph(share / "config", simulator, trainer, {"role_name": value("role_name")}, extra)
+    preprocess = value("preprocess").lower() == "true"
+    specs = training_graph(share / "config", simulator, trainer, {"role_name": value("role_name")}, extra, preprocess)
     actions = graph_actions(specs, Node)
     if simulator == "carla":
         actions += carla_bridge_actions(context, synchronous=True)

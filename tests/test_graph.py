@@ -85,6 +85,7 @@ def test_cmake_registers_each_ros_package_with_its_launch_file():
     assert set(packages) == {"td3_trainer", "td3_driver", "td3_sim"}
     assert "LAUNCH launch/train.launch.py" in packages["td3_trainer"]
     assert "LAUNCH launch/drive.launch.py" in packages["td3_driver"]
+    assert "LAUNCH launch/sim.launch.py" in packages["td3_sim"]
 
 
 @pytest.mark.parametrize("launch_file", ["train.launch.py", "drive.launch.py"])
@@ -123,3 +124,18 @@ def test_rviz_configs_show_camera_route_and_odometry(rviz: str):
     assert {f"{role}/rgb_front/image", f"{role}/waypoints", f"{role}/odometry"} <= topics
     if rviz == "drive.rviz":
         assert {"/td3_driver/network_input", "/td3_driver/command_marker"} <= topics
+
+
+def test_sim_launch_file_starts_the_simulation_graph():
+    source = (REPO / "launch" / "sim.launch.py").read_text()
+    ast.parse(source)
+    assert re.search(r"from td3_bringup.graph import simulation_graph", source)
+    assert "graph_actions(specs, Node)" in source
+    pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI: ../shared/ros2-tools/install.sh")
+    from launch.actions import DeclareLaunchArgument
+
+    spec = importlib.util.spec_from_file_location("sim_launch_under_test", REPO / "launch" / "sim.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = {a.name for a in module.generate_launch_description().entities if isinstance(a, DeclareLaunchArgument)}
+    assert {"config_file", "role_name", "simulator_processes", "preprocess"} <= names

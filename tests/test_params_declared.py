@@ -13,7 +13,15 @@ import pytest
 import rclpy
 from rcl_interfaces.srv import ListParameters
 
-from td3_bringup.graph import NodeSpec, driver_node, file_parameters, repo_config_dir, simulator_node, trainer_node
+from td3_bringup.graph import (
+    NodeSpec,
+    driver_node,
+    file_parameters,
+    preprocess_node,
+    repo_config_dir,
+    simulator_node,
+    trainer_node,
+)
 from td3_bringup.runner import node_command
 
 from .processes import node_process
@@ -73,3 +81,7 @@ def test_driver_declares_every_parameter_of_its_yaml(tmp_path: Path):
 
     checkpoint = write_checkpoint(tmp_path / "run" / "td3_test_step_1.pth")
     _check(driver_node(CONFIG, {"checkpoint": str(checkpoint)}), tmp_path)
+
+
+def test_preprocess_node_declares_every_parameter_of_its_yaml(tmp_path: Path):
+    _check(preprocess_node(CONFIG), tmp_path)

@@ -196,9 +196,9 @@ def test_colcon_build_of_a_fresh_clone_installs_the_three_ros_packages(workspace
     executables = {
         "td3_trainer": ["trainer_node"],
         "td3_driver": ["driver_node", "export_policy"],
-        "td3_sim": ["simulator_node"],
+        "td3_sim": ["simulator_node", "preprocess_node"],
     }
-    launch_files = {"td3_trainer": ["train.launch.py"], "td3_driver": ["drive.launch.py"], "td3_sim": []}
+    launch_files = {"td3_trainer": ["train.launch.py"], "td3_driver": ["drive.launch.py"], "td3_sim": ["sim.launch.py"]}
     for package, names in executables.items():
         assert (index / package).is_file(), f"no ament index entry for {package}"
         share = ws.install / "share" / package

@@ -16,6 +16,7 @@ COMMON_ARGUMENTS = {
     "device": ("auto", "torch device: auto, cuda or cpu"),
     "role_name": ("ego_vehicle", "ego vehicle role name (topic prefix /carla/<role_name>/)"),
     "rviz": ("false", "start rviz2 with this project's display config"),
+    "preprocess": ("false", "true: + the preprocessing node (td3_preprocess), read at image_input:=preprocessed"),
     # Passed to carla-ros-bridge when simulator:=carla.
     "host": ("localhost", "CARLA server host"),
     "port": ("2000", "CARLA server port"),

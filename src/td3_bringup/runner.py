@@ -1,7 +1,8 @@
 """Start a node graph without launch_ros: one `python -m <module> --ros-args ...` per NodeSpec.
 
-    td3-run train [--simulator embedded|carla] [--params-file extra.yaml] [-p node.param:=value ...]
+    td3-run train [--simulator embedded|carla] [--preprocess] [--params-file extra.yaml] [-p node.param:=value ...]
     td3-run drive --checkpoint latest [...]
+    td3-run sim [--simulator-processes] [--preprocess] -p "carla_simulator.role_name:=[car_a, car_b]"
     td3-run drive --checkpoint models/shipped --record runs/drive.mcap --view
 
 --record writes every topic to an MCAP file (ROS 2 bag format, td3_bringup.recording),
@@ -26,7 +27,15 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from td3_bringup.graph import SIMULATORS, NodeSpec, ParamValue, driving_graph, repo_config_dir, training_graph
+from td3_bringup.graph import (
+    SIMULATORS,
+    NodeSpec,
+    ParamValue,
+    driving_graph,
+    repo_config_dir,
+    simulation_graph,
+    training_graph,
+)
 from td3_bringup.watching import add_watch_arguments, watching
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -144,13 +153,23 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, ParamValue]]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="td3-run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("graph", choices=("train", "drive"))
+    parser.add_argument("graph", choices=("train", "drive", "sim"))
+    parser.add_argument(
+        "--simulator-processes",
+        action="store_true",
+        help="sim: one simulator process per role_name of the simulator's list (else one world with all)",
+    )
     parser.add_argument("--simulator", choices=SIMULATORS, default="embedded")
     parser.add_argument("--config-dir", type=Path, default=repo_config_dir())
     parser.add_argument("--params-file", type=Path, action="append", default=[], help="extra params file(s)")
     parser.add_argument("--checkpoint", help="drive: .pth path, run directory or 'latest'")
     parser.add_argument("--resume", help="train: checkpoint to resume from (path, run directory or 'latest')")
     parser.add_argument("-p", "--param", action="append", default=[], help="node.param:=value")
+    parser.add_argument(
+        "--preprocess",
+        action="store_true",
+        help="+ the preprocessing node (td3_preprocess); the trainer/driver reads its 84x84 frames",
+    )
     parser.add_argument("--log-dir", type=Path, help="write each node's output to <log-dir>/<node>.log")
     add_watch_arguments(parser)
     return parser
@@ -160,15 +179,17 @@ def specs_from_args(args: argparse.Namespace) -> list[NodeSpec]:
     overrides = parse_overrides(args.param)
     extra = tuple(args.params_file)
     sim = overrides.get("carla_simulator")
+    if args.graph == "sim":
+        return simulation_graph(args.config_dir, True, sim, extra, args.simulator_processes, args.preprocess)
     if args.graph == "train":
         trainer = dict(overrides.get("td3_trainer", {}))
         if args.resume:
             trainer["resume"] = args.resume
-        return training_graph(args.config_dir, args.simulator, trainer, sim, extra)
+        return training_graph(args.config_dir, args.simulator, trainer, sim, extra, args.preprocess)
     driver = dict(overrides.get("td3_driver", {}))
     if args.checkpoint:
         driver["checkpoint"] = args.checkpoint
-    return driving_graph(args.config_dir, args.simulator, driver, sim, extra)
+    return driving_graph(args.config_dir, args.simulator, driver, sim, extra, args.preprocess)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

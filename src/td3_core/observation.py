@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from td3_core.preprocessing import FrameStacker, PreprocessConfig, frame_from_image_msg
+from td3_core.preprocessing import FrameStacker, PreprocessConfig, frame_reader
 from td3_core.route import Route, RouteProjection, resample
 from td3_core.vector_state import ObservationConfig, build_vector_state
 
@@ -38,8 +38,9 @@ def route_points_from_path(path) -> np.ndarray:
 
 
 class ObservationBuilder:
-    def __init__(self, preprocess: PreprocessConfig, observation: ObservationConfig) -> None:
+    def __init__(self, preprocess: PreprocessConfig, observation: ObservationConfig, image_input: str = "raw") -> None:
         self.preprocess = preprocess
+        self.read_frame = frame_reader(image_input)  # raw camera, or the preprocessing node's frames
         self.observation = observation
         self.stacker = FrameStacker(preprocess)
         self.route: Route | None = None
@@ -59,8 +60,8 @@ class ObservationBuilder:
         self.route = Route(resample(route_points_from_path(path), WAYPOINT_SPACING_M))
 
     def push_image(self, image_msg) -> np.ndarray:
-        """Decode, preprocess and stack one camera frame; raises ImageError on a bad message."""
-        return self.stacker.push(frame_from_image_msg(image_msg, self.preprocess))
+        """Decode, preprocess (raw input) and stack one frame; raises ImageError on a bad message."""
+        return self.stacker.push(self.read_frame(image_msg, self.preprocess))
 
     def frames(self) -> np.ndarray:
         return self.stacker.stacked()

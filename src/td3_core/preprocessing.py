@@ -19,9 +19,14 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from td3_core.image_codec import gray_from_image_msg
+from td3_core.image_codec import ImageError, gray_from_image_msg
 
 INPUT_RANGES = ("unit", "symmetric")  # [0, 1] and [-1, 1]
+# Where a node's frames come from: the raw camera (decoded and resized here), or the topic of the
+# preprocessing node (td3_preprocess), which already holds this function's output.
+IMAGE_INPUTS = ("raw", "preprocessed")
+RAW_IMAGE_TOPIC = "rgb_front/image"
+PREPROCESSED_IMAGE_TOPIC = "rgb_front/preprocessed"  # 84x84 (image_size) mono8, the camera's header
 STACK_FILLS = ("first_frame", "constant")
 PROFILE_FIELDS = ("stack_fill", "fill_level")  # set by a checkpoint's metadata, never by a parameter
 
@@ -86,6 +91,32 @@ def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
 def frame_from_image_msg(msg, config: PreprocessConfig) -> np.ndarray:
     """sensor_msgs/Image → (size, size) uint8 frame; raises ImageError on a bad message."""
     return resize_gray(gray_from_image_msg(msg), config.image_size)
+
+
+def frame_from_preprocessed_msg(msg, config: PreprocessConfig) -> np.ndarray:
+    """The preprocessing node's sensor_msgs/Image → the frame it holds, unchanged; raises ImageError
+    unless it is an image_size x image_size mono8 frame (a node run with another image_size would
+    otherwise be resampled a second time, silently unlike the raw camera's frames)."""
+    size = config.image_size
+    if str(msg.encoding).lower() != "mono8" or msg.width != size or msg.height != size:
+        raise ImageError(
+            f"expected a preprocessed {size}x{size} mono8 frame, got {msg.width}x{msg.height} {msg.encoding}: "
+            f"the preprocessing node's image_size must be {size} (preprocessing.image_size)"
+        )
+    return gray_from_image_msg(msg)
+
+
+def image_topic(image_input: str) -> str:
+    """The topic suffix (under /carla/<role_name>/) a node with this image_input reads."""
+    if image_input not in IMAGE_INPUTS:
+        raise ValueError(f"image_input must be one of {', '.join(IMAGE_INPUTS)}, got {image_input!r}")
+    return RAW_IMAGE_TOPIC if image_input == "raw" else PREPROCESSED_IMAGE_TOPIC
+
+
+def frame_reader(image_input: str):
+    """frame_from_image_msg or frame_from_preprocessed_msg, for a node's image_input."""
+    image_topic(image_input)  # validates
+    return frame_from_image_msg if image_input == "raw" else frame_from_preprocessed_msg
 
 
 class FrameStacker:

@@ -48,7 +48,7 @@ from td3_core.actions import VehicleCommand
 from td3_core.checkpoint import CheckpointError, CheckpointMeta, resolve_checkpoint
 from td3_core.image_codec import ImageError
 from td3_core.observation import ObservationBuilder
-from td3_core.preprocessing import PreprocessConfig
+from td3_core.preprocessing import PreprocessConfig, image_topic
 from td3_core.vector_state import ObservationConfig
 from td3_driver.command_loop import FixedRateLoop
 from td3_driver.hot_reload import CheckpointId, CheckpointWatcher, Rejected, Swap
@@ -129,8 +129,9 @@ class DriverInputs:
         use_speedometer: bool = True,
         speed_timeout: float = 0.3,
         clock=time.monotonic,
+        image_input: str = "raw",
     ) -> None:
-        self.builder = ObservationBuilder(preprocess, observation)
+        self.builder = ObservationBuilder(preprocess, observation, image_input)
         self.use_speedometer = use_speedometer
         self.speed_timeout = speed_timeout
         self.clock = clock
@@ -272,7 +273,7 @@ class DriverNode(Node):
         self.topics = {
             name: p.topic(suffix)
             for name, suffix in (
-                ("image", "rgb_front/image"),
+                ("image", image_topic(p.image_input)),
                 ("odometry", "odometry"),
                 ("speedometer", "speedometer"),
                 ("waypoints", "waypoints"),
@@ -280,7 +281,9 @@ class DriverNode(Node):
                 ("twist", "twist"),
             )
         }
-        self.inputs = DriverInputs(meta.preprocess, meta.observation, p.use_speedometer, p.stale_timeout, clock)
+        self.inputs = DriverInputs(
+            meta.preprocess, meta.observation, p.use_speedometer, p.stale_timeout, clock, p.image_input
+        )
         self.counters = Counters()
         self.dropped: dict[str, int] = {}
         self.inference_window, self.processing_window, self.latency_window = Window(), Window(), Window()

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from td3_core.preprocessing import IMAGE_INPUTS
+
 Value = bool | int | float | str
 Check = Callable[[Any], str | None]  # what is wrong with a value, or None
 
@@ -66,6 +68,13 @@ PARAMS: tuple[Param, ...] = (
     Param("models_dir", "models", "where 'latest' and 'best' look for runs"),
     Param("device", "auto", "torch device: auto (cuda when available), cuda, cuda:<index> or cpu", _device),
     Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _ros_name),
+    Param(
+        "image_input",
+        "raw",
+        "raw: the camera (rgb_front/image); preprocessed: the 84x84 mono8 frames of td3_preprocess "
+        "(rgb_front/preprocessed)",
+        lambda v: None if v in IMAGE_INPUTS else f"must be one of {', '.join(IMAGE_INPUTS)}",
+    ),
     Param("rate_hz", 20.0, "command publishing rate (Hz)", _rate),
     Param(
         "one_command_per_frame",
@@ -114,6 +123,7 @@ class DriverParams:
     models_dir: str
     device: str
     role_name: str
+    image_input: str
     rate_hz: float
     one_command_per_frame: bool
     image_reliability: str

@@ -1,4 +1,4 @@
-"""carla_simulator: the embedded simulator behind the carla-ros-bridge topics, for one ego vehicle.
+"""carla_simulator: the embedded simulator behind the carla-ros-bridge topics, for N ego vehicles.
 
     python -m td3_sim.node --ros-args --params-file config/simulator.yaml [-p name:=value ...]
 
@@ -23,8 +23,12 @@ linear.x = reverse), /carla/control (carla_msgs/CarlaControl PLAY / PAUSE / STEP
 pseudo control /carla/<role>/control/set_transform (Pose: with the next tick, velocity kept) and
 control/set_target_velocity (Twist linear.x), /initialpose, /carla/<role>/goal.
 
+Several ego vehicles (role_name a list): one world clock, one tick for all, each vehicle's
+messages in list order after /clock; each drives its own copy of the track from its own spawn
+point (vehicle_spacing_m apart), so they never see or hit each other (td3_sim.ego_vehicle).
+
 Ticking: synchronous_mode with synchronous_mode_wait_for_vehicle_control_command: one tick per
-control command (or twist), and from launch on, with no command for command_wait_timeout_s, a
+control command (or twist) of every ego vehicle, and from launch on, with no command for command_wait_timeout_s, a
 tick with the last control (like the bridge); a command after such a tick ticks at once (the
 bridge's double tick). Otherwise a wall-clock timer ticks at publish_rate_hz with the latest
 control. All callbacks run on one thread (single-threaded executor), so ticks never interleave.
@@ -46,42 +50,24 @@ from typing import Any
 
 import rclpy
 from builtin_interfaces.msg import Time
-from carla_msgs.msg import (
-    CarlaCollisionEvent,
-    CarlaControl,
-    CarlaEgoVehicleControl,
-    CarlaEgoVehicleStatus,
-    CarlaLaneInvasionEvent,
-    CarlaStatus,
-)
+from carla_msgs.msg import CarlaControl, CarlaEgoVehicleControl, CarlaStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Pose, PoseStamped, PoseWithCovarianceStamped, Twist
-from nav_msgs.msg import Odometry, Path
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Float32, Header
 from td3_drive.srv import ResetEpisode
 
+from td3_sim.ego_vehicle import LATCHED_QOS, LOG_THROTTLE_S, SENSOR_QOS, EgoVehicle, control_from_twist
 from td3_sim.ground_truth import GroundTruthLog
-from td3_sim.messages import image_msg, odometry_msg, path_msg, route_msg, stamp_of, yaw_of, yaw_quaternion
-from td3_sim.waypoints import PlannedRoute, WaypointPlanner
-from td3_sim.world import CollisionEvent, ConfigError, Event, LaneInvasionEvent, SimConfig, SimWorld
+from td3_sim.messages import stamp_of
+from td3_sim.world import ConfigError, SimConfig
 
-SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-LATCHED_QOS = QoSProfile(
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-)
-TWIST_MAX_LON_ACCELERATION = 10.0  # carla_twist_to_control: linear.x of throttle 1
-LOG_THROTTLE_S = 5.0
+__all__ = ["LATCHED_QOS", "SENSOR_QOS", "NodeParams", "ParamError", "SimulatorNode", "control_from_twist", "validate"]
+
 DIAGNOSTICS_PERIOD_S = 1.0
 EXIT_INVALID_PARAMETER = 2
 
@@ -94,7 +80,13 @@ class Param:
 
 
 PARAMS = (
-    Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/..."),
+    Param(
+        "role_name",
+        "ego_vehicle",
+        "ego vehicle role name: topics are /carla/<role_name>/...; a list (or 'a,b') = that many ego vehicles in "
+        "one world, ticked together (synchronous: one command of each per tick)",
+    ),
+    Param("vehicle_spacing_m", 40.0, "several ego vehicles: each spawns this much further along the track"),
     Param("image_width", 800, "camera image width, pixels"),
     Param("image_height", 600, "camera image height, pixels"),
     Param("fov", 90.0, "camera horizontal field of view, degrees"),
@@ -139,7 +131,9 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True)
 class NodeParams:
-    role_name: str
+    role_name: str  # the first vehicle's
+    role_names: tuple[str, ...]
+    vehicle_spacing_m: float
     sync: bool
     wait_for_command: bool
     command_wait_timeout_s: float
@@ -156,11 +150,27 @@ class NodeParams:
     sim: SimConfig
 
 
+def role_names(value: Any) -> tuple[str, ...]:
+    """role_name as given: one name, a list of names, or names separated by commas."""
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not names:
+        raise ParamError(f"parameter 'role_name' must be a name or a list of names, got {value!r}")
+    roles = tuple(name.strip() if isinstance(name, str) else name for name in names)
+    for role in roles:
+        if not isinstance(role, str) or not role or not all(c.isalnum() or c == "_" for c in role) or role[0].isdigit():
+            raise ParamError(f"parameter 'role_name' must be ROS name tokens (letters, digits, _), got {role!r}")
+    if len(set(roles)) != len(roles):
+        raise ParamError(f"parameter 'role_name' lists a vehicle twice: {', '.join(roles)}")
+    return roles
+
+
 def validate(values: dict[str, Any]) -> NodeParams:
     """Typed, checked parameters; ParamError names the first bad one."""
     checked: dict[str, Any] = {}
     for p in PARAMS:
         value = values.get(p.name, p.default)
+        if p.name == "role_name":
+            continue  # a name or a list of names: role_names()
         if isinstance(p.default, bool):
             ok = isinstance(value, bool)
         elif isinstance(p.default, int):
@@ -174,9 +184,15 @@ def validate(values: dict[str, Any]) -> NodeParams:
         if not ok:
             raise ParamError(f"parameter '{p.name}' must be a finite {type(p.default).__name__}, got {value!r}")
         checked[p.name] = value
-    role = checked["role_name"]
-    if not role or not all(ch.isalnum() or ch == "_" for ch in role) or role[0].isdigit():
-        raise ParamError(f"parameter 'role_name' must be a ROS name token (letters, digits, _), got {role!r}")
+    roles = role_names(values.get("role_name", "ego_vehicle"))
+    for name in ("vehicle_spacing_m",):
+        if checked[name] < 0:
+            raise ParamError(f"parameter '{name}' must be >= 0, got {checked[name]}")
+    if len(roles) > 1 and checked["reset_service"]:
+        raise ParamError(
+            "parameter 'reset_service' offers one vehicle's reset: with several role_name entries each vehicle "
+            "resets through the bridge's path (control/set_transform, goal), as with CARLA"
+        )
     for name in ("command_wait_timeout_s", "publish_rate_hz", "route_delay_ticks", "goal_behind_spawn_m", "max_routes"):
         if checked[name] < 0:
             raise ParamError(f"parameter '{name}' must be >= 0, got {checked[name]}")
@@ -202,7 +218,9 @@ def validate(values: dict[str, Any]) -> NodeParams:
         raise ParamError(str(error)) from None
     rate = checked["publish_rate_hz"] or 1.0 / sim.fixed_delta_seconds
     return NodeParams(
-        role_name=role,
+        role_name=roles[0],
+        role_names=roles,
+        vehicle_spacing_m=checked["vehicle_spacing_m"],
         sync=checked["synchronous_mode"],
         wait_for_command=checked["synchronous_mode_wait_for_vehicle_control_command"],
         command_wait_timeout_s=checked["command_wait_timeout_s"],
@@ -211,23 +229,6 @@ def validate(values: dict[str, Any]) -> NodeParams:
         **{name: checked[name] for name in BEHAVIOUR_PARAMS},
         sim=sim,
     )
-
-
-def control_from_twist(twist: Twist, max_steering_angle: float) -> CarlaEgoVehicleControl:
-    """carla_twist_to_control's mapping (the driver's Twist output is its inverse)."""
-    control = CarlaEgoVehicleControl()
-    if twist == Twist():
-        control.brake = 1.0
-        return control
-    speed = twist.linear.x
-    if speed > 0:
-        control.throttle = min(TWIST_MAX_LON_ACCELERATION, speed) / TWIST_MAX_LON_ACCELERATION
-    else:
-        control.reverse = True
-        control.throttle = max(-TWIST_MAX_LON_ACCELERATION, speed) / -TWIST_MAX_LON_ACCELERATION
-    yaw_rate = twist.angular.z
-    control.steer = -max(-max_steering_angle, min(max_steering_angle, yaw_rate)) / max_steering_angle
-    return control
 
 
 class SimulatorNode(Node):
@@ -239,46 +240,33 @@ class SimulatorNode(Node):
             values[p.name] = self.declare_parameter(p.name, p.default, descriptor).value
         self.params = validate(values)
         p = self.params
-        self.world = SimWorld(p.sim)
-        self.role = p.role_name
-        self.camera_frame = f"{self.role}/rgb_front"
         self.paused = False
-        self.last_control = CarlaEgoVehicleControl()
-        self.commands = 0
         self.ticks = 0
         self.late_commands = 0  # commands that came after a timeout tick: a double tick
         self._timeout_ticked = False
         self._last_tick_wall = time.monotonic()
-        self._late: list[tuple[int, Event]] = []  # (stamp_ns, event) published with the next tick
-        self.planner = WaypointPlanner(self.world.track, self._default_goal(), p.route_delay_ticks)
         self.truth = GroundTruthLog(p.ground_truth_log)
+        self.vehicles: list[EgoVehicle] = []
+        for index, role in enumerate(p.role_names):
+            # Spread along the track like the spawn points of a CARLA map (one vehicle: the seed's).
+            offset = index * p.vehicle_spacing_m
+            tag = len(p.role_names) > 1
+            self.vehicles.append(EgoVehicle(self, role, p.sim, p, self.truth, self._on_control, offset, tag))
+        self.world = self.vehicles[0].world  # the clock of all: every world ticks together
+        self._awaited: set[str] = set(p.role_names)  # vehicles whose command the next tick waits for
 
-        prefix = f"/carla/{self.role}"
         self.pub_clock = self.create_publisher(Clock, "/clock", SENSOR_QOS)
-        self.pub_odometry = self.create_publisher(Odometry, f"{prefix}/odometry", SENSOR_QOS)
-        self.pub_speed = self.create_publisher(Float32, f"{prefix}/speedometer", SENSOR_QOS)
-        self.pub_status = self.create_publisher(CarlaEgoVehicleStatus, f"{prefix}/vehicle_status", SENSOR_QOS)
-        self.pub_collision = self.create_publisher(CarlaCollisionEvent, f"{prefix}/collision", SENSOR_QOS)
-        self.pub_lane = self.create_publisher(CarlaLaneInvasionEvent, f"{prefix}/lane_invasion", SENSOR_QOS)
         self.pub_carla_status = self.create_publisher(CarlaStatus, "/carla/status", SENSOR_QOS)
-        self.pub_info = self.create_publisher(CameraInfo, f"{prefix}/rgb_front/camera_info", SENSOR_QOS)
-        self.pub_image = self.create_publisher(Image, f"{prefix}/rgb_front/image", SENSOR_QOS)
-        self.pub_route = self.create_publisher(Path, f"{prefix}/waypoints", LATCHED_QOS)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", SENSOR_QOS)
         self.tick_compute_s = 0.0
         steady = RosClock(clock_type=ClockType.STEADY_TIME)  # wall-clock period, also under sim time
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics_timer, clock=steady)
 
-        self.create_subscription(CarlaEgoVehicleControl, f"{prefix}/vehicle_control_cmd", self._on_control, SENSOR_QOS)
-        self.create_subscription(Twist, f"{prefix}/twist", self._on_twist, SENSOR_QOS)
         self.create_subscription(CarlaControl, "/carla/control", self._on_carla_control, SENSOR_QOS)
-        # actor.pseudo.control of the example objects.json, set_initial_pose, the waypoint publisher
-        self.create_subscription(Pose, f"{prefix}/control/set_transform", self._on_set_transform, SENSOR_QOS)
-        self.create_subscription(Twist, f"{prefix}/control/set_target_velocity", self._on_set_velocity, SENSOR_QOS)
+        # set_initial_pose of the example objects.json: one role (the first vehicle's)
         self.create_subscription(PoseWithCovarianceStamped, "/initialpose", self._on_initial_pose, SENSOR_QOS)
-        self.create_subscription(PoseStamped, f"{prefix}/goal", self._on_goal, SENSOR_QOS)
         if p.reset_service:
-            self.create_service(ResetEpisode, f"{prefix}/reset", self._on_reset)
+            self.create_service(ResetEpisode, f"{self.vehicles[0].prefix}/reset", self._on_reset)
 
         if self.ticks_on_commands:
             if p.command_wait_timeout_s > 0:
@@ -287,21 +275,20 @@ class SimulatorNode(Node):
             self.create_timer(1.0 / p.publish_rate_hz, self._on_rate_timer)
 
         mode = "synchronous, one tick per command" if self.ticks_on_commands else f"{p.publish_rate_hz:g} ticks/s"
+        if len(self.vehicles) > 1:
+            mode = mode.replace("per command", f"per command of each of {len(self.vehicles)} vehicles")
+        topics = ", ".join(v.prefix for v in self.vehicles)
         self.get_logger().info(
             f"{p.sim.track} track (seed {p.sim.seed}), camera {p.sim.image_width}x{p.sim.image_height} "
-            f"fov {p.sim.fov:g}, dt {p.sim.fixed_delta_seconds:g} s, {mode}; topics under {prefix}"
+            f"fov {p.sim.fov:g}, dt {p.sim.fixed_delta_seconds:g} s, {mode}; topics under {topics}"
         )
-        self._publish_routes(self.planner.on_tick(self._car_xy()))
+        for vehicle in self.vehicles:
+            vehicle.publish_routes(vehicle.planner.on_tick(vehicle.car_xy()))
         self._publish_tick()
 
-    def _default_goal(self) -> tuple[float, float]:
-        """Like a CARLA map's spawn_points[0]: a fixed point, here just behind the spawn."""
-        x, y, _ = self.world.track.spawn_pose(self.world._spawn_s - self.params.goal_behind_spawn_m)
-        return x, y
-
-    def _car_xy(self) -> tuple[float, float]:
-        x, y, _ = self.world.pose
-        return x, y
+    @property
+    def role(self) -> str:
+        return self.params.role_name
 
     @property
     def ticks_on_commands(self) -> bool:
@@ -309,61 +296,22 @@ class SimulatorNode(Node):
 
     # ------------------------------------------------------------------ inputs
 
-    def _on_control(self, msg: CarlaEgoVehicleControl) -> None:
-        self.commands += 1
-        self.last_control = msg
+    def _on_control(self, vehicle: EgoVehicle, msg: CarlaEgoVehicleControl) -> None:
+        """Like the bridge: the next tick waits for one command of every ego vehicle; a second
+        command of one vehicle before the others' only replaces its control."""
+        vehicle.record_command(msg)
         if self._timeout_ticked:
-            self.late_commands += 1  # the bridge ticked on the old control; this one ticks again at once
+            self.late_commands += 1  # the bridge ticked on the old control; this one counts for the next
         self._timeout_ticked = False
-        self.truth.write(
-            "command",
-            frame=self.world.frame,
-            answers_ns=_stamp_ns(msg.header.stamp),
-            throttle=msg.throttle,
-            steer=msg.steer,
-            brake=msg.brake,
-        )
-        if self.ticks_on_commands and not self.paused:
+        if vehicle.role not in self._awaited:
+            self.get_logger().debug(f"another command from {vehicle.role} before the tick: it replaces the last")
+        self._awaited.discard(vehicle.role)
+        if self.ticks_on_commands and not self.paused and not self._awaited:
             self._tick()
-
-    def _on_twist(self, msg: Twist) -> None:
-        values = (msg.linear.x, msg.angular.z)
-        if not all(math.isfinite(v) for v in values):
-            control = CarlaEgoVehicleControl(throttle=math.nan)  # a bad input: full brake in the world
-        else:
-            control = control_from_twist(msg, self.params.twist_max_steering_angle)
-        self._on_control(control)
-
-    def _on_set_transform(self, msg: Pose) -> None:
-        x, y, yaw = msg.position.x, msg.position.y, yaw_of(msg.orientation)
-        if not all(math.isfinite(v) for v in (x, y, yaw)):
-            self.get_logger().warning(f"ignoring a non-finite pose on control/set_transform: {msg}")
-            return
-        self.truth.write(
-            "set_transform", frame=self.world.frame, x=x, y=y, yaw=yaw, ignored=self.params.ignore_set_transform
-        )
-        if not self.params.ignore_set_transform:
-            self.world.request_transform(x, y, yaw)
-
-    def _on_set_velocity(self, msg: Twist) -> None:
-        if not math.isfinite(msg.linear.x):
-            self.get_logger().warning("ignoring a non-finite control/set_target_velocity")
-            return
-        self.world.request_speed(float(msg.linear.x))
 
     def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
         # set_initial_pose forwards it to control/set_transform (z + 2 m: the car drops; flat here)
-        self._on_set_transform(msg.pose.pose)
-
-    def _on_goal(self, msg: PoseStamped) -> None:
-        x, y = msg.pose.position.x, msg.pose.position.y
-        if not (math.isfinite(x) and math.isfinite(y)):
-            self.get_logger().warning("ignoring a non-finite goal")
-            return
-        self.truth.write("goal", frame=self.world.frame, x=x, y=y)
-        if self.params.publish_routes:
-            self.get_logger().info("Received goal, trigger rerouting...")
-            self.planner.on_goal(x, y, self._car_xy())
+        self.vehicles[0].on_set_transform(msg.pose.pose)
 
     def _on_carla_control(self, msg: CarlaControl) -> None:
         if msg.command == CarlaControl.PAUSE:
@@ -381,9 +329,10 @@ class SimulatorNode(Node):
             return
         # Like the bridge: it ticks from launch on, whether or not a command ever comes.
         if time.monotonic() - self._last_tick_wall >= self.params.command_wait_timeout_s:
+            waiting = ", ".join(f"/carla/{role}/vehicle_control_cmd" for role in sorted(self._awaited))
             self.get_logger().info(
                 f"Timeout ({self.params.command_wait_timeout_s:g}s) while waiting for vehicle control commands: "
-                f"ticking with the last control (waiting on /carla/{self.role}/vehicle_control_cmd)",
+                f"ticking with the last control (waiting on {waiting})",
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
             self._tick()
@@ -394,18 +343,14 @@ class SimulatorNode(Node):
             self._tick()
 
     def _on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response) -> ResetEpisode.Response:
+        vehicle = self.vehicles[0]  # validate(): the reset service has one vehicle
         try:
-            self.world.reset(int(request.seed))
+            vehicle.reset(int(request.seed))
         except Exception as error:  # a reset must answer, whatever went wrong
             response.success = False
             response.message = f"reset failed: {type(error).__name__}: {error}"
             self.get_logger().error(response.message)
             return response
-        self.last_control = CarlaEgoVehicleControl()
-        self._late.clear()
-        self.planner.set_track(self.world.track, self._default_goal())
-        self._publish_route()
-        self.planner.on_tick(self._car_xy())  # the reset's own route is published above
         self._publish_tick()
         response.success = True
         response.frame = self.world.frame
@@ -418,29 +363,20 @@ class SimulatorNode(Node):
 
     def _tick(self) -> None:
         started = time.perf_counter()
-        c = self.last_control
-        self.world.step(c.throttle, c.steer, c.brake, c.hand_brake, c.reverse)
-        if self.world.input_invalid:
-            self.get_logger().warning(
-                f"non-finite vehicle control (throttle {c.throttle}, steer {c.steer}, brake {c.brake}): full brake",
-                throttle_duration_sec=LOG_THROTTLE_S,
-            )
-        if self.params.publish_routes:
-            self._publish_routes(self.planner.on_tick(self._car_xy()))
+        for vehicle in self.vehicles:
+            vehicle.step()
         self._publish_tick(started)
 
     def _publish_tick(self, started: float | None = None) -> None:
         """Every message of the current frame in the bridge's order (example objects.json): status,
-        clock, the ego's vehicle_status, then its sensors in their list order - camera_info and
-        image, collision, lane_invasion, odometry, speedometer. Events may come a tick late."""
+        clock, then each ego vehicle's vehicle_status and sensors in their list order - camera_info
+        and image, collision, lane_invasion, odometry, speedometer. Events may come a tick late."""
         started = time.perf_counter() if started is None else started
         world = self.world
         stamp_ns = world.stamp_ns
-        stamp = stamp_of(stamp_ns)
         self._last_tick_wall = time.monotonic()
         self.ticks += 1
-        image = world.render()
-
+        self._awaited = set(self.params.role_names)
         self.pub_carla_status.publish(
             CarlaStatus(
                 frame=world.frame,
@@ -449,124 +385,33 @@ class SimulatorNode(Node):
                 synchronous_mode_running=not self.paused,
             )
         )
-        self.pub_clock.publish(Clock(clock=stamp))
-        self.pub_status.publish(self._vehicle_status(stamp))
-        camera_header = Header(stamp=stamp, frame_id=self.camera_frame)
-        self.pub_info.publish(self._camera_info(camera_header))
-        self.pub_image.publish(image_msg(image, camera_header))
-
-        # The bridge's event sensors publish what CARLA has delivered so far; an event of this
-        # frame that comes after that goes out with the next frame, with its own stamp.
-        due, self._late = self._late, []
-        events = [(stamp_ns, event) for event in world.events]
-        if self.params.late_events:
-            self._late = events
-        else:
-            due += events
-        for event_ns, event in due:
-            self._publish_event(event_ns, event)
-
-        self.pub_odometry.publish(odometry_msg(world, self.role))
-        self.pub_speed.publish(Float32(data=float(world.speed)))
-        x, y, yaw = world.pose
-        self.truth.write(
-            "tick",
-            frame=world.frame,
-            stamp_ns=stamp_ns,
-            x=x,
-            y=y,
-            yaw=yaw,
-            speed=world.speed,
-            on_road=world.on_road,
-            lateral=world.lateral_offset,
-            collision=world.collided,
-            route_version=self.planner.version if self.params.publish_routes else 0,
-        )
+        self.pub_clock.publish(Clock(clock=stamp_of(stamp_ns)))
+        for vehicle in self.vehicles:
+            vehicle.publish_tick(stamp_ns)
         self.tick_compute_s += time.perf_counter() - started
-
-    def _vehicle_status(self, stamp: Time) -> CarlaEgoVehicleStatus:
-        world = self.world
-        applied = world.control
-        status = CarlaEgoVehicleStatus(header=Header(stamp=stamp, frame_id="map"))
-        status.velocity = float(abs(world.speed))
-        status.acceleration.linear.x, status.acceleration.linear.y = world.acceleration_xy
-        status.orientation = yaw_quaternion(world.pose[2])
-        status.control = CarlaEgoVehicleControl(
-            header=Header(stamp=stamp, frame_id="map"),
-            throttle=applied.throttle,
-            steer=applied.steer,
-            brake=applied.brake,
-            hand_brake=applied.hand_brake,
-            reverse=applied.reverse,
-            gear=-1 if applied.reverse else 1,
-        )
-        return status
-
-    def _publish_event(self, stamp_ns: int, event: Event) -> None:
-        stamp = stamp_of(stamp_ns)
-        kind = "collision" if isinstance(event, CollisionEvent) else "lane_invasion"
-        self.truth.write("event", event=kind, stamp_ns=stamp_ns, published_with_frame=self.world.frame)
-        if isinstance(event, CollisionEvent):
-            msg = CarlaCollisionEvent(header=Header(stamp=stamp, frame_id=f"{self.role}/collision"))
-            msg.other_actor_id = event.other_actor_id
-            msg.normal_impulse.x, msg.normal_impulse.y, msg.normal_impulse.z = event.normal_impulse
-            self.pub_collision.publish(msg)
-        elif isinstance(event, LaneInvasionEvent):
-            lane = CarlaLaneInvasionEvent(header=Header(stamp=stamp, frame_id=f"{self.role}/lane_invasion"))
-            lane.crossed_lane_markings = list(event.crossed_lane_markings)
-            self.pub_lane.publish(lane)
-
-    def _publish_routes(self, routes: list[PlannedRoute]) -> None:
-        if not self.params.publish_routes:
-            return
-        for route in routes:
-            if 0 < self.params.max_routes < route.version:
-                self.get_logger().info(f"route {route.version} not published (max_routes {self.params.max_routes})")
-                continue
-            self.pub_route.publish(path_msg(route.points, route.yaws, stamp_of(self.world.stamp_ns)))
-            self.truth.write(
-                "route",
-                frame=self.world.frame,
-                version=route.version,
-                trigger=route.trigger,
-                points=len(route.points),
-                first=[float(v) for v in route.points[0]],
-                last=[float(v) for v in route.points[-1]],
-            )
-            self.get_logger().info(f"Published {len(route.points)} waypoints.")
 
     def _on_diagnostics_timer(self) -> None:
         """What the simulator costs: ticks and the wall time spent computing and publishing them."""
-        status = DiagnosticStatus(name="carla_simulator: ticks", hardware_id=self.role, level=DiagnosticStatus.OK)
+        roles = ",".join(self.params.role_names)
+        status = DiagnosticStatus(name="carla_simulator: ticks", hardware_id=roles, level=DiagnosticStatus.OK)
         mean_ms = 1000.0 * self.tick_compute_s / self.ticks if self.ticks else 0.0
         status.message = f"{self.ticks} ticks, {mean_ms:.2f} ms each"
         values = {
             "ticks": str(self.ticks),
-            "commands": str(self.commands),
+            "commands": str(sum(v.commands for v in self.vehicles)),
             "frame": str(self.world.frame),
             "tick_compute_s": f"{self.tick_compute_s:.6f}",
             "mean_tick_ms": f"{mean_ms:.3f}",
             "paused": str(self.paused),
             "late_commands": str(self.late_commands),
-            "routes": str(self.planner.version),
+            "routes": str(sum(v.planner.version for v in self.vehicles)),
         }
+        if len(self.vehicles) > 1:
+            values["vehicles"] = str(len(self.vehicles))
         status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.pub_diagnostics.publish(array)
-
-    def _camera_info(self, header: Header) -> CameraInfo:
-        fx, fy, cx, cy = self.world.renderer.camera.intrinsics()
-        info = CameraInfo(header=header, width=self.params.sim.image_width, height=self.params.sim.image_height)
-        info.distortion_model = "plumb_bob"
-        info.d = [0.0] * 5
-        info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        return info
-
-    def _publish_route(self) -> None:
-        self.pub_route.publish(route_msg(self.world))
 
 
 def _stamp_ns(stamp: Time) -> int:

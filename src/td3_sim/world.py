@@ -92,8 +92,9 @@ Event = CollisionEvent | LaneInvasionEvent
 class SimWorld:
     """The ego vehicle, its track and route, its camera. Ready (first frame) after construction."""
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(self, config: SimConfig | None = None, spawn_offset_m: float = 0.0) -> None:
         self.config = (config or SimConfig()).validate()
+        self.spawn_offset_m = spawn_offset_m  # further along the track than the seed's spawn (other vehicles)
         self.dt = float(self.config.fixed_delta_seconds)
         self.dt_ns = round(self.dt * NS_PER_S)
         self.vehicle = self.config.vehicle
@@ -116,6 +117,7 @@ class SimWorld:
                 self._spawn_s = math.fmod(seed * 0.6180339887498949, 1.0) * self.track.length
             else:
                 self._spawn_s = 0.0
+            self._spawn_s = math.fmod(self._spawn_s + self.spawn_offset_m, self.track.length)
             self.lighting = Lighting.from_seed(seed) if self.config.randomize_lighting else Lighting()
             self.obstacles = place_obstacles(self.track, self._spawn_s, self.config.obstacles, seed)
         x, y, yaw = self.track.spawn_pose(self._spawn_s)
@@ -214,6 +216,11 @@ class SimWorld:
         return self.lighting.apply(image)
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def spawn_s(self) -> float:
+        """Where along the track the car spawns at a reset."""
+        return self._spawn_s
 
     @property
     def frame(self) -> int:

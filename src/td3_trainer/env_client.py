@@ -36,6 +36,7 @@ from td3_drive.srv import ResetEpisode
 from td3_core.actions import action_to_command
 from td3_core.image_codec import ImageError
 from td3_core.observation import ObservationBuilder, pose_from_odometry, route_points_from_path
+from td3_core.preprocessing import image_topic
 from td3_core.route import wrap_angle
 from td3_trainer.bridge_reset import StartPose, StartPoses, route_fits, settle_check
 from td3_trainer.environment import EVAL_SEED_BASE, Observation, Received, Step, StepScorer, with_late_events
@@ -76,8 +77,8 @@ class RosEnv:
         self.params = params
         self.stop = stop
         self.log = node.get_logger()
-        self.builder = ObservationBuilder(params.preprocess, params.observation)
-        self.image_topic = params.topic("rgb_front/image")
+        self.builder = ObservationBuilder(params.preprocess, params.observation, str(params.image_input))
+        self.image_topic = params.topic(image_topic(str(params.image_input)))
         self.odometry_topic = params.topic("odometry")
         self.route_topic = params.topic("waypoints")
         self.ticks = TickBuffer(self.image_topic, self.odometry_topic)

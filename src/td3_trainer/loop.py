@@ -45,6 +45,18 @@ class LoopSettings:
         return max(self.learning_starts, self.batch_size)
 
 
+class SharedSteps:
+    """The environment steps of several loops together (one per vehicle), thread-safe."""
+
+    def __init__(self, value: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.value = value
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
 @dataclass
 class LoopHooks:
     """What the loop tells its owner (the node: monitor and checkpoints); all optional."""
@@ -68,10 +80,16 @@ class TrainingLoop:
         hooks: LoopHooks | None = None,
         learner: BackgroundLearner | None = None,
         stop: threading.Event | None = None,
+        buffer_lock: threading.Lock | None = None,
+        pool: Any = None,
+        shared_steps: SharedSteps | None = None,
     ) -> None:
         self.agent = agent
-        self.buffer = buffer
-        self.buffer_lock = threading.Lock()  # a BackgroundLearner samples while the loop adds
+        self.buffer = buffer  # where this loop stores (one vehicle's stream of a VehicleReplay)
+        self.pool = buffer if pool is None else pool  # what is sampled: its size decides warm-up and learning
+        self.shared_steps = shared_steps  # several vehicles: the env steps of all, for the budget
+        # A BackgroundLearner samples while the loop adds (one lock for every vehicle's loop).
+        self.buffer_lock = buffer_lock or threading.Lock()
         self.config = config
         self.settings = settings
         self.rng = rng
@@ -99,7 +117,8 @@ class TrainingLoop:
 
     def budget_spent(self) -> bool:
         total = self.settings.total_steps
-        return total > 0 and self.env_steps >= total
+        steps = self.env_steps if self.shared_steps is None else self.shared_steps.value
+        return total > 0 and steps >= total
 
     def run(self, env: Environment) -> None:
         """Train until the budget is spent, the environment stops or `stop` is set."""
@@ -159,6 +178,8 @@ class TrainingLoop:
         """Count a completed step, store its transition, then tell the owner."""
         self.env_steps += 1
         self.steps_this_run += 1
+        if self.shared_steps is not None:
+            self.shared_steps.add()
         episode.steps += 1
         after = step.observation
         episode.move_to(after.x, after.y)
@@ -177,7 +198,7 @@ class TrainingLoop:
         self.hooks.on_step()
 
     def _choose_action(self, observation: Observation) -> np.ndarray:
-        if self.agent.total_it == 0 and len(self.buffer) < self.settings.learning_threshold:
+        if self.agent.total_it == 0 and len(self.pool) < self.settings.learning_threshold:
             if self.config.exploration_correlation > 0.0:
                 return np.clip(self.warmup_noise.sample(), -1.0, 1.0).astype(np.float32)
             return self.rng.uniform(-1.0, 1.0, size=2).astype(np.float32)
@@ -191,7 +212,7 @@ class TrainingLoop:
 
     def _train(self) -> None:
         updates = self.settings.updates_per_step
-        if not updates or len(self.buffer) < self.settings.learning_threshold:
+        if not updates or len(self.pool) < self.settings.learning_threshold:
             return
         if self.learner is not None:
             self.learner.request(updates)

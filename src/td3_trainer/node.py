@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ from td3_core.checkpoint import CheckpointError, read_metadata
 from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
 from td3_trainer.env_client import RosEnv
+from td3_trainer.fleet import Fleet, FleetEnv, VehicleReplay
 from td3_trainer.learner_thread import BackgroundLearner
-from td3_trainer.loop import Evaluation, LoopHooks, LoopSettings, TrainingLoop
+from td3_trainer.loop import Evaluation, LoopHooks, LoopSettings, SharedSteps, TrainingLoop
 from td3_trainer.monitor import Monitor
 from td3_trainer.params import ParamError, TrainerParams
 
@@ -97,42 +99,73 @@ class TrainerNode(Node):
 
         self.td3_config = TD3Config(**p.td3)
         self.agent = TD3Agent(p.architecture, self.td3_config, self.device)
+        self.roles = trainer_params.role_names(str(p.role_name))
         arch = p.architecture
-        self.buffer = FrameReplayBuffer(
-            int(p.buffer_size),
-            frame_shape=(arch.image_size, arch.image_size),
-            frame_stack=arch.frame_stack,
-            vector_dim=arch.vector_dim,
-            action_dim=arch.action_dim,
-            device=str(self.device),
-            seed=int(p.seed),
-            fill_level=p.preprocess.constant_fill,  # stacks rebuilt as the observation builder makes them
-        )
+
+        def replay(capacity: int, seed: int) -> FrameReplayBuffer:
+            return FrameReplayBuffer(
+                capacity,
+                frame_shape=(arch.image_size, arch.image_size),
+                frame_stack=arch.frame_stack,
+                vector_dim=arch.vector_dim,
+                action_dim=arch.action_dim,
+                device=str(self.device),
+                seed=seed,
+                fill_level=p.preprocess.constant_fill,  # stacks rebuilt as the observation builder makes them
+            )
+
         self.rng = np.random.default_rng(int(p.seed))
-        self.loop = TrainingLoop(
-            self.agent,
-            self.buffer,
-            self.td3_config,
-            LoopSettings(
-                total_steps=int(p.total_steps),
-                learning_starts=int(p.learning_starts),
-                batch_size=int(p.batch_size),
-                updates_per_step=int(p.updates_per_step),
-                episode_seed=int(p.episode_seed),
-                eval_every=int(p.eval_every),
-                eval_episodes=int(p.eval_episodes),
-            ),
-            self.rng,
-            LoopHooks(
-                on_step=self._after_step,
-                on_episode=lambda stats, env_steps: self.monitor.on_episode(stats, env_steps),
-                on_train=lambda stats, total_it: self.monitor.on_train(stats, total_it),
-                info=self.log.info,
-                warn=self.log.warning,
-                on_evaluation=self._on_evaluation,
-            ),
-            stop=stop,
+        settings = LoopSettings(
+            total_steps=int(p.total_steps),
+            learning_starts=int(p.learning_starts),
+            batch_size=int(p.batch_size),
+            updates_per_step=int(p.updates_per_step),
+            episode_seed=int(p.episode_seed),
+            eval_every=int(p.eval_every),
+            eval_episodes=int(p.eval_episodes),
         )
+        # Several vehicles call the hooks from their own threads: one at a time.
+        self._hook_lock = threading.RLock()
+
+        def guarded(hook):
+            def call(*args):
+                with self._hook_lock:
+                    return hook(*args)
+
+            return call
+
+        hooks = LoopHooks(
+            on_step=guarded(self._after_step),
+            on_episode=guarded(lambda stats, env_steps: self.monitor.on_episode(stats, env_steps)),
+            on_train=lambda stats, total_it: self.monitor.on_train(stats, total_it),
+            info=self.log.info,
+            warn=self.log.warning,
+            on_evaluation=guarded(self._on_evaluation),
+        )
+        if len(self.roles) == 1:
+            self.buffer = replay(int(p.buffer_size), int(p.seed))
+            self.loop = TrainingLoop(self.agent, self.buffer, self.td3_config, settings, self.rng, hooks, stop=stop)
+        else:
+            # One stream per vehicle (stacks never mix vehicles); the first vehicle evaluates.
+            streams = [replay(int(p.buffer_size) // len(self.roles), int(p.seed) + k) for k in range(len(self.roles))]
+            self.buffer = VehicleReplay(streams, int(p.seed))
+            shared, lock = SharedSteps(), threading.Lock()
+            loops = [
+                TrainingLoop(
+                    self.agent,
+                    stream,
+                    self.td3_config,
+                    settings if k == 0 else replace(settings, eval_every=0),
+                    self.rng if k == 0 else np.random.default_rng(int(p.seed) + k),
+                    hooks,
+                    stop=stop,
+                    buffer_lock=lock,
+                    pool=self.buffer,
+                    shared_steps=shared,
+                )
+                for k, stream in enumerate(streams)
+            ]
+            self.loop = Fleet(loops, shared, stop)
         self.resumed_from: str | None = None
         self.best_score = math.nan  # the best evaluation score of this run so far
         if resumed is not None:
@@ -147,7 +180,10 @@ class TrainerNode(Node):
             info=self.log.info,
             error=self.log.error,
         )
-        self.env = RosEnv(self, p, stop)
+        if len(self.roles) == 1:
+            self.env = RosEnv(self, p, stop)
+        else:
+            self.env = FleetEnv([RosEnv(self, trainer_params.for_role(p, role), stop) for role in self.roles])
         self.monitor = Monitor(
             self,
             run_name=run_name,
@@ -160,8 +196,8 @@ class TrainerNode(Node):
             tensorboard=bool(p.tensorboard),
             status=self._status,
         )
-        if p.async_updates:
-            self.loop.learner = BackgroundLearner(
+        if p.async_updates or len(self.roles) > 1:  # several vehicles: one learner thread for all
+            learner = BackgroundLearner(
                 self.agent,
                 self.buffer,
                 self.loop.buffer_lock,
@@ -169,6 +205,9 @@ class TrainerNode(Node):
                 self.monitor.on_train,
                 self._learner_failed,
             )
+            for loop in getattr(self.loop, "loops", [self.loop]):
+                loop.learner = learner
+            self.loop.learner = learner
         self.started = time.monotonic()
         self.log.info(
             f"run '{run_name}' → {self.run_dir}; device {self.device}; "

@@ -63,6 +63,13 @@ def _name(v: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z0-9_]+", v) else "must be letters, digits or '_' (a ROS name)"
 
 
+def _role_names(v: str) -> str | None:
+    roles = v.split(",")
+    if any(_name(r) for r in roles) or len(set(roles)) != len(roles):
+        return "must be role names (letters, digits or '_') separated by ',', each once"
+    return None
+
+
 def _below_one_s(v: float) -> str | None:
     return None if math.isfinite(v) and 0 < v <= 1.0 else "must be in (0, 1] seconds"
 
@@ -132,7 +139,20 @@ REWARD_DESCRIPTIONS = {
 }
 
 PARAMS: tuple[Param, ...] = (
-    Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _name),
+    Param(
+        "role_name",
+        "ego_vehicle",
+        "ego vehicle role name: topics are /carla/<role_name>/...; 'a,b,...' = one learner fed by those vehicles "
+        "(the first one evaluates)",
+        _role_names,
+    ),
+    Param(
+        "image_input",
+        "raw",
+        "raw: the camera (/carla/<role>/rgb_front/image), preprocessed here; preprocessed: the 84x84 mono8 frames "
+        "of the preprocessing node (td3_preprocess, /carla/<role>/rgb_front/preprocessed)",
+        _one_of(*preprocessing.IMAGE_INPUTS),
+    ),
     Param("run_name", "", "sub-directory of models_dir (and log_dir); '' = a timestamp, or the resumed run", _run_name),
     Param("scenario", "scenario_0", "scenario name in checkpoint file names", _file_name_part),
     Param("models_dir", "models", "directory of the runs' checkpoints"),
@@ -236,6 +256,16 @@ class TrainerParams:
 
     def topic(self, suffix: str) -> str:
         return f"/carla/{self.values['role_name']}/{suffix}"
+
+
+def role_names(value: str) -> list[str]:
+    """The vehicles of a role_name parameter ('ego_vehicle' or 'hero1,hero2')."""
+    return value.split(",")
+
+
+def for_role(params: TrainerParams, role: str) -> TrainerParams:
+    """The parameters of one vehicle of several: its own topics and reset service."""
+    return replace(params, values={**params.values, "role_name": role})
 
 
 def _group(values: Mapping[str, Value], prefix: str) -> dict[str, Value]:

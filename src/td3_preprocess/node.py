@@ -1,0 +1,159 @@
+"""td3_preprocess: the camera of one ego vehicle → the 84x84 grayscale frame the learner needs.
+
+    python -m td3_preprocess.node --ros-args -p role_name:=ego_vehicle [-p image_size:=84]
+
+Runs next to the simulator or the bridge, so that only what the networks see crosses the link
+to a remote learner: an 800x600 bgra8 frame is 1.9 MB, its preprocessed frame 7 KB
+(docs/scale-out.md). Subscribes to /carla/<role_name>/rgb_front/image (sensor_msgs/Image, any
+encoding td3_core.image_codec reads), turns each frame into the image_size x image_size uint8
+frame with td3_core.preprocessing.frame_from_image_msg, the very function the trainer and the
+driver use, and publishes it as mono8 on /carla/<role_name>/rgb_front/preprocessed with the
+camera's header (stamp and frame_id). A trainer or driver with image_input:=preprocessed reads
+that topic. A bad camera message is logged (at most every log_throttle_s) and dropped; the next
+good one is processed as usual.
+"""
+
+from __future__ import annotations
+
+import array
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image
+
+from td3_core.image_codec import ImageError
+from td3_core.preprocessing import PREPROCESSED_IMAGE_TOPIC, RAW_IMAGE_TOPIC, PreprocessConfig, frame_from_image_msg
+
+NODE_NAME = "td3_preprocess"
+RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
+EXIT_INVALID_PARAMETER = 2
+
+
+class ParamError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    role_name: str = "ego_vehicle"  # topics are /carla/<role_name>/...
+    image_size: int = 84  # must be the trainer's / driver's preprocessing.image_size
+    output_reliability: str = "reliable"  # best_effort: for a lossy link, a lost frame is a gap, never a stall
+    log_throttle_s: float = 5.0  # a bad input is logged at most this often
+
+    @classmethod
+    def validate(cls, values: dict) -> PreprocessParams:
+        """Typed, checked parameters; ParamError names the first bad one."""
+        defaults = cls()
+        for name, value in values.items():
+            expected = type(getattr(defaults, name))
+            if expected is float and type(value) is int:
+                values = {**values, name: float(value)}
+            elif type(value) is not expected:
+                kind = {int: "an integer", float: "a number", str: "a string"}[expected]
+                raise ParamError(f"{name} must be {kind}, got {value!r}")
+        params = cls(**values)
+        role = params.role_name
+        if not isinstance(role, str) or not role or not all(c.isalnum() or c == "_" for c in role):
+            raise ParamError(f"role_name must be a ROS name token (letters, digits, _), got {role!r}")
+        try:
+            PreprocessConfig(image_size=params.image_size)
+        except (TypeError, ValueError) as error:
+            raise ParamError(f"image_size: {error}") from None
+        if params.output_reliability not in RELIABILITIES:
+            raise ParamError(f"output_reliability must be reliable or best_effort, got {params.output_reliability!r}")
+        if not params.log_throttle_s > 0:
+            raise ParamError(f"log_throttle_s must be > 0, got {params.log_throttle_s}")
+        return params
+
+
+def preprocessed_image(msg: Image, config: PreprocessConfig) -> Image:
+    """The preprocessed frame of a camera message, as mono8 with the camera's header; ImageError if bad."""
+    frame = frame_from_image_msg(msg, config)
+    size = config.image_size
+    # array.array: the message's own type for uint8[] (bytes would be checked element by element).
+    data = array.array("B", frame.tobytes())
+    return Image(header=msg.header, height=size, width=size, encoding="mono8", is_bigendian=0, step=size, data=data)
+
+
+class PreprocessNode(Node):
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        defaults = PreprocessParams()
+        # Typed by validate(), not by rclpy: a wrong type is a named error, never a traceback.
+        loose = ParameterDescriptor(dynamic_typing=True)
+        values = {
+            name: self.declare_parameter(name, getattr(defaults, name), loose).value for name in defaults.__dict__
+        }
+        self.params = PreprocessParams.validate(values)
+        p = self.params
+        self.config = PreprocessConfig(image_size=p.image_size)
+        self.input_topic = f"/carla/{p.role_name}/{RAW_IMAGE_TOPIC}"
+        self.output_topic = f"/carla/{p.role_name}/{PREPROCESSED_IMAGE_TOPIC}"
+        self.frames = 0
+        self.dropped = 0
+        self._next_log = 0.0
+        # Like the bridge's sensor publishers (and the trainer's subscriptions): reliable, depth 10.
+        camera_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        output_qos = QoSProfile(
+            depth=10, reliability=RELIABILITIES[p.output_reliability], history=HistoryPolicy.KEEP_LAST
+        )
+        self._pub = self.create_publisher(Image, self.output_topic, output_qos)
+        self.create_subscription(Image, self.input_topic, self._on_image, camera_qos)
+        self.get_logger().info(
+            f"{self.input_topic} → {self.output_topic}: {p.image_size}x{p.image_size} mono8 ({p.output_reliability})"
+        )
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            out = preprocessed_image(msg, self.config)
+        except ImageError as error:
+            self.dropped += 1
+            now = time.monotonic()
+            if now >= self._next_log:
+                self._next_log = now + self.params.log_throttle_s
+                self.get_logger().error(
+                    f"dropping a bad frame from {self.input_topic} ({self.dropped} so far): {error}"
+                )
+            return
+        self.frames += 1
+        self._pub.publish(out)
+
+
+def _sigterm_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    node = None
+    try:
+        try:
+            node = PreprocessNode()
+        except ParamError as error:
+            get_logger(NODE_NAME).fatal(f"invalid parameter: {error}")
+            return EXIT_INVALID_PARAMETER
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
