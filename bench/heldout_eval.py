@@ -1,8 +1,9 @@
 """Evaluation on roads never trained on: the learning benchmark's protocol.
 
 Tracks: procedural tracks of the seeds in HELD_OUT_TRACK_SEEDS, each with the lighting of its
-seed, far from any seed training draws (the loop track is seed 0; with a reset service,
-training episode k has seed `episode_seed + k`, and TRAINING_SEED_LIMIT bounds that range).
+seed, far from any seed training draws: the benchmark trains on the loop track (seed 0); with a
+reset service, training episode k has seed `episode_seed + k`, which must stay below
+TRAINING_SEED_LIMIT for this protocol to hold (evaluation_seeds_are_held_out checks a set).
 Starts: STARTS_PER_TRACK poses spread evenly along each track (SimEnv.lap_reset: the same
 teleport as the trainer's resets), each with its goal 5 m behind it, so an episode that reaches
 its goal has driven a lap. Nothing is stored and no noise is added: `policy` is called as it is.
