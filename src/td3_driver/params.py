@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from td3_core.device import device_name_problem
+
 Value = bool | int | float | str
 Check = Callable[[Any], str | None]  # what is wrong with a value, or None
 
@@ -35,10 +37,6 @@ def _at_least(low: int) -> Check:
 
 def _rate(v: float) -> str | None:
     return None if math.isfinite(v) and 0 < v <= 1000 else "must be > 0 (and at most 1000)"
-
-
-def _device(v: str) -> str | None:
-    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) else "must be 'auto', 'cuda' (or 'cuda:<index>') or 'cpu'"
 
 
 def _ros_name(v: str) -> str | None:
@@ -64,7 +62,7 @@ class Param:
 PARAMS: tuple[Param, ...] = (
     Param("checkpoint", "latest", "a .pth file, a run directory (its newest one), 'latest' or 'best'", _non_empty),
     Param("models_dir", "models", "where 'latest' and 'best' look for runs"),
-    Param("device", "auto", "torch device: auto (cuda when available), cuda, cuda:<index> or cpu", _device),
+    Param("device", "auto", "torch device: auto (cuda when available), cuda, cuda:<index> or cpu", device_name_problem),
     Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", _ros_name),
     Param("rate_hz", 20.0, "command publishing rate (Hz)", _rate),
     Param(

@@ -31,6 +31,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from td3_core.checkpoint import CheckpointError, read_metadata
+from td3_core.device import DeviceError, select_device
 from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
 from td3_trainer.env_client import RosEnv
@@ -58,14 +59,6 @@ def default_threads() -> int:
     return max(1, cores - 1)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise StartupError(f"device: '{name}' requested but CUDA is not available")
-    return torch.device(name)
-
-
 class TrainerNode(Node):
     def __init__(self, stop: threading.Event) -> None:
         super().__init__("td3_trainer")
@@ -78,7 +71,10 @@ class TrainerNode(Node):
         self.log = self.get_logger()
         torch.set_num_threads(int(p.num_threads) or default_threads())
         torch.manual_seed(int(p.seed))
-        self.device = resolve_device(str(p.device))
+        try:
+            self.device = select_device(str(p.device))
+        except DeviceError as error:
+            raise StartupError(f"invalid parameter device: {error}") from error
         resumed = self._load_resume()
         if resumed is not None:  # the checkpoint's own networks and input pipeline profile
             meta = read_metadata(resumed.checkpoint, resumed.path)

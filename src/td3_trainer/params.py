@@ -17,6 +17,7 @@ from typing import Any
 
 from td3_core import networks, preprocessing, vector_state
 from td3_core.actions import ACTION_DIM, ActionConfig
+from td3_core.device import device_name_problem
 from td3_core.networks import Architecture
 from td3_core.preprocessing import PreprocessConfig
 from td3_core.vector_state import ObservationConfig
@@ -45,10 +46,6 @@ def _at_least(low: int) -> Check:
 
 def _one_of(*choices: str) -> Check:
     return lambda v: None if v in choices else f"must be one of {', '.join(repr(c) for c in choices)}"
-
-
-def _device(v: str) -> str | None:
-    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) else "must be 'auto', 'cpu', 'cuda' or 'cuda:<index>'"
 
 
 def _file_name_part(v: str) -> str | None:
@@ -136,7 +133,7 @@ PARAMS: tuple[Param, ...] = (
     Param("run_name", "", "sub-directory of models_dir (and log_dir); '' = a timestamp, or the resumed run", _run_name),
     Param("scenario", "scenario_0", "scenario name in checkpoint file names", _file_name_part),
     Param("models_dir", "models", "directory of the runs' checkpoints"),
-    Param("device", "auto", "torch device: auto, cpu, cuda, cuda:<n>", _device),
+    Param("device", "auto", "torch device: auto, cpu, cuda, cuda:<n>", device_name_problem),
     Param("seed", 0, "seed of torch, numpy, the replay buffer and exploration", _at_least(0)),
     Param("num_threads", 0, "torch CPU threads; 0 = all cores but one", _at_least(0)),
     Param("total_steps", 0, "environment step budget including resumed steps; 0 = unlimited", _at_least(0)),

@@ -34,16 +34,13 @@ from td3_core.checkpoint import (
     read_metadata,
     validate_training_state,
 )
+from td3_core.device import select_device
 from td3_core.networks import Architecture, NatureCNN, build_actor, build_cnn, build_critic, encode_state
 from td3_core.preprocessing import PreprocessConfig, scale_frames
 from td3_core.vector_state import ObservationConfig
 from td3_trainer.augment import random_shift
 from td3_trainer.config import TD3Config
 from td3_trainer.replay_buffer import Batch
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _adam(module: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -93,7 +90,7 @@ class TD3Agent:
     def __init__(self, arch: Architecture, config: TD3Config, device: str | torch.device | None = "cpu") -> None:
         self.arch = arch
         self.config = config
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = torch.device(device) if device is not None else select_device("auto")
         # Initial weights depend on config.seed only, not on whatever used the global RNG before.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
