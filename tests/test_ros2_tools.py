@@ -259,7 +259,7 @@ def test_train_launch_ends_with_status_1_when_the_trainer_fails(workspace: Works
         status = _wait(proc, log)
     text = log.read_text()
     assert status == 1, text[-4000:]
-    assert "invalid parameter total_steps" in text and "td3_trainer exited with code" in text, text[-4000:]
+    assert "invalid parameter 'total_steps'" in text and "td3_trainer exited with code" in text, text[-4000:]
     assert "sending signal 'SIGINT' to process[simulator_node" in text, text[-4000:]
 
 

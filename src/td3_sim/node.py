@@ -41,6 +41,7 @@ import math
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,6 @@ from carla_msgs.msg import (
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseStamped, PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import Odometry, Path
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -68,10 +68,11 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header
 from td3_drive.srv import ResetEpisode
 
+from td3_core.params import Param, ParamError, ParamTable, non_negative, positive, ros_name
 from td3_sim.ground_truth import GroundTruthLog
 from td3_sim.messages import image_msg, odometry_msg, path_msg, route_msg, stamp_of, yaw_of, yaw_quaternion
 from td3_sim.waypoints import PlannedRoute, WaypointPlanner
-from td3_sim.world import CollisionEvent, ConfigError, Event, LaneInvasionEvent, SimConfig, SimWorld
+from td3_sim.world import CollisionEvent, Event, LaneInvasionEvent, SimConfig, SimWorld
 
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 LATCHED_QOS = QoSProfile(
@@ -86,15 +87,8 @@ DIAGNOSTICS_PERIOD_S = 1.0
 EXIT_INVALID_PARAMETER = 2
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: Any
-    description: str
-
-
 PARAMS = (
-    Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/..."),
+    Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", ros_name),
     Param("image_width", 800, "camera image width, pixels"),
     Param("image_height", 600, "camera image height, pixels"),
     Param("fov", 90.0, "camera horizontal field of view, degrees"),
@@ -102,22 +96,38 @@ PARAMS = (
     Param("fixed_delta_seconds", 0.05, "sim time per tick, seconds"),
     Param("synchronous_mode", True, "tick on commands (true) or on a wall-clock timer (false)"),
     Param("synchronous_mode_wait_for_vehicle_control_command", True, "synchronous mode: one tick per command"),
-    Param("command_wait_timeout_s", 1.0, "synchronous mode: tick with the last control after this; 0 = never"),
+    Param(
+        "command_wait_timeout_s",
+        1.0,
+        "synchronous mode: tick with the last control after this; 0 = never",
+        non_negative,
+    ),
     Param("track", "loop", "loop (built-in) or procedural (generated from the seed)"),
     Param("seed", 0, "initial track/spawn/lighting seed; < 0 = a random one (logged)"),
     Param("randomize_lighting", False, "per-episode brightness and tint from the reset seed"),
     Param("obstacles", 0, "static obstacles (cones, crates) on the road"),
-    Param("publish_rate_hz", 0.0, "ticks per second without waiting for commands; 0 = 1 / fixed_delta_seconds"),
-    Param("twist_max_steering_angle", 1.2217, "rad of angular.z at steer 1 on the twist input"),
+    Param(
+        "publish_rate_hz",
+        0.0,
+        "ticks per second without waiting for commands; 0 = 1 / fixed_delta_seconds",
+        non_negative,
+    ),
+    Param("twist_max_steering_angle", 1.2217, "rad of angular.z at steer 1 on the twist input", positive),
     Param("late_events", True, "collision / lane-invasion events published with the NEXT tick, own stamp (bridge)"),
-    Param("route_delay_ticks", 3, "ticks between a route's trigger (goal, teleport) and its publication"),
+    Param("route_delay_ticks", 3, "ticks between a route's trigger (goal, teleport) and its publication", non_negative),
     Param("publish_routes", True, "run the waypoint-publisher part (false: no route ever comes)"),
-    Param("max_routes", 0, "tests: publish only the first max_routes routes (0 = all)"),
+    Param("max_routes", 0, "tests: publish only the first max_routes routes (0 = all)", non_negative),
     Param("ignore_set_transform", False, "tests: control/set_transform and /initialpose never take effect"),
     Param("reset_service", False, "offer /carla/<role>/reset (not in the bridge; procedural tracks per episode)"),
-    Param("goal_behind_spawn_m", 5.0, "default goal (the map's spawn_points[0]): this far behind the spawn"),
+    Param(
+        "goal_behind_spawn_m",
+        5.0,
+        "default goal (the map's spawn_points[0]): this far behind the spawn",
+        non_negative,
+    ),
     Param("ground_truth_log", "", "JSON-lines file of every tick's true state, teleport and route ('' = none)"),
 )
+TABLE = ParamTable(PARAMS)
 
 
 # Taken as they are into NodeParams (the bridge's behaviour and the test switches).
@@ -131,10 +141,6 @@ BEHAVIOUR_PARAMS = (
     "goal_behind_spawn_m",
     "ground_truth_log",
 )
-
-
-class ParamError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -156,32 +162,10 @@ class NodeParams:
     sim: SimConfig
 
 
-def validate(values: dict[str, Any]) -> NodeParams:
-    """Typed, checked parameters; ParamError names the first bad one."""
-    checked: dict[str, Any] = {}
-    for p in PARAMS:
-        value = values.get(p.name, p.default)
-        if isinstance(p.default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(p.default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(p.default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            value = float(value) if ok else value
-            ok = ok and math.isfinite(value)
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            raise ParamError(f"parameter '{p.name}' must be a finite {type(p.default).__name__}, got {value!r}")
-        checked[p.name] = value
+def validate(values: Mapping[str, Any]) -> NodeParams:
+    """Typed, checked parameters (td3_core.params); ParamError names the first bad one."""
+    checked = TABLE.validate(values)
     role = checked["role_name"]
-    if not role or not all(ch.isalnum() or ch == "_" for ch in role) or role[0].isdigit():
-        raise ParamError(f"parameter 'role_name' must be a ROS name token (letters, digits, _), got {role!r}")
-    for name in ("command_wait_timeout_s", "publish_rate_hz", "route_delay_ticks", "goal_behind_spawn_m", "max_routes"):
-        if checked[name] < 0:
-            raise ParamError(f"parameter '{name}' must be >= 0, got {checked[name]}")
-    if checked["twist_max_steering_angle"] <= 0:
-        raise ParamError(f"parameter 'twist_max_steering_angle' must be > 0, got {checked['twist_max_steering_angle']}")
     seed = checked["seed"]
     if seed < 0:
         seed = secrets.randbelow(2**31)
@@ -196,10 +180,7 @@ def validate(values: dict[str, Any]) -> NodeParams:
         randomize_lighting=checked["randomize_lighting"],
         obstacles=checked["obstacles"],
     )
-    try:
-        sim.validate()
-    except ConfigError as error:
-        raise ParamError(str(error)) from None
+    sim.validate()  # its ConfigError is a ParamError naming the parameter
     rate = checked["publish_rate_hz"] or 1.0 / sim.fixed_delta_seconds
     return NodeParams(
         role_name=role,
@@ -233,11 +214,7 @@ def control_from_twist(twist: Twist, max_steering_angle: float) -> CarlaEgoVehic
 class SimulatorNode(Node):
     def __init__(self) -> None:
         super().__init__("carla_simulator")
-        values = {}
-        for p in PARAMS:
-            descriptor = ParameterDescriptor(description=p.description, dynamic_typing=True)
-            values[p.name] = self.declare_parameter(p.name, p.default, descriptor).value
-        self.params = validate(values)
+        self.params = validate(TABLE.declare(self))
         p = self.params
         self.world = SimWorld(p.sim)
         self.role = p.role_name
@@ -580,7 +557,7 @@ def main(args: list[str] | None = None) -> int:
         try:
             node = SimulatorNode()
         except ParamError as error:
-            print(f"[carla_simulator] invalid parameter: {error}", file=sys.stderr, flush=True)
+            print(f"[carla_simulator] invalid {error}", file=sys.stderr, flush=True)
             return EXIT_INVALID_PARAMETER
         executor = SingleThreadedExecutor()
         executor.add_node(node)

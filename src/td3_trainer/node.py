@@ -66,7 +66,7 @@ class TrainerNode(Node):
         try:
             self.params: TrainerParams = trainer_params.validate(trainer_params.declare(self))
         except ParamError as error:
-            raise StartupError(f"invalid parameter {error}") from error
+            raise StartupError(f"invalid {error}") from error
         p = self.params
         self.log = self.get_logger()
         torch.set_num_threads(int(p.num_threads) or default_threads())
@@ -74,7 +74,7 @@ class TrainerNode(Node):
         try:
             self.device = select_device(str(p.device))
         except DeviceError as error:
-            raise StartupError(f"invalid parameter device: {error}") from error
+            raise StartupError(f"invalid parameter 'device': {error}") from error
         resumed = self._load_resume()
         if resumed is not None:  # the checkpoint's own networks and input pipeline profile
             meta = read_metadata(resumed.checkpoint, resumed.path)
