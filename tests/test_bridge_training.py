@@ -13,8 +13,8 @@ import pytest
 import torch
 from td3_drive.msg import Episode
 
+from td3_core.checkpoint import REPLAY_SUFFIX
 from td3_sim import ground_truth
-from td3_trainer.checkpointing import REPLAY_SUFFIX
 
 from .processes import node_process
 from .test_trainer_e2e import Observer, simulator, tail, trainer_args, wait_exit

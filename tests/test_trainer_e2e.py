@@ -31,6 +31,8 @@ from td3_core.checkpoint import (
     list_checkpoints,
     load_checkpoint_file,
     read_latest_pointer,
+    read_training_state,
+    training_payload,
     validate_training_state,
 )
 from td3_trainer.params import PARAMS, ParamError, validate
@@ -154,8 +156,9 @@ def fresh_agent_from(checkpoint: dict):
     arch = Architecture.from_dict(checkpoint["architecture"])
     config = TD3Config.from_dict({k: v for k, v in checkpoint["config"].items() if k in TD3Config.__dataclass_fields__})
     agent = TD3Agent(arch, config, "cpu")
-    agent.load_checkpoint_payload(checkpoint, restore_rng=True)
-    again = agent.checkpoint_payload(
+    agent.restore(read_training_state(checkpoint), restore_rng=True)
+    again = training_payload(
+        agent.state(),
         preprocess=checkpoint["preprocessing"],
         observation=checkpoint["observation"],
         action=checkpoint["action"],

@@ -15,8 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from td3_drive.msg import Evaluation
 
 from td3_bringup.observer import BackgroundNode
-from td3_core.checkpoint import BEST_POINTER, load_checkpoint_file, read_pointer, validate_training_state
-from td3_trainer.checkpointing import eval_path
+from td3_core.checkpoint import BEST_POINTER, eval_path, load_checkpoint_file, read_pointer, validate_training_state
 
 from .processes import node_process
 from .test_trainer_e2e import only_run_dir, simulator, tail, trainer_args, wait_exit

@@ -30,7 +30,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from td3_core.checkpoint import CheckpointError, read_metadata
+from td3_core.checkpoint import CheckpointError, read_metadata, training_payload
 from td3_core.device import DeviceError, select_device
 from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
@@ -188,7 +188,7 @@ class TrainerNode(Node):
             raise StartupError(f"resume: {error}") from error
 
     def _restore(self, resumed: Resumed) -> None:
-        self.agent.load_checkpoint_payload(resumed.checkpoint, restore_rng=True)
+        self.agent.restore(resumed.state, restore_rng=True)
         extra = resumed.extra
         self.loop.env_steps = int(extra.get("env_steps", 0))
         self.loop.episodes = int(extra.get("episodes", 0))
@@ -265,7 +265,8 @@ class TrainerNode(Node):
         }
         learner = self.loop.learner
         with learner.lock if learner is not None else contextlib.nullcontext():
-            payload = self.agent.checkpoint_payload(
+            payload = training_payload(
+                self.agent.state(),
                 preprocess=p.preprocess.to_dict(),
                 observation=p.observation.to_dict(),
                 action=p.action.to_dict(),
