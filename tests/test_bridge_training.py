@@ -270,3 +270,17 @@ def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(
     values = {kv.key: kv.value for kv in status[-1].values}
     assert int(values["teleports"]) >= 1, values
     assert int(values["double_ticks"]) + int(values["foreign_ticks"]) >= 1, values
+
+
+def test_no_route_at_start_up_stops_after_route_startup_timeout_with_the_reason(tmp_path: Path):
+    # A CARLA world without carla_waypoint_publisher: the trainer says what it waits for, then
+    # stops with an error instead of waiting for ever.
+    log = tmp_path / "trainer.log"
+    overrides = {"total_steps": BUDGET, "route_startup_timeout_s": 4.0, "tensorboard": False}
+    with simulator(tmp_path, {"publish_routes": False}), node_process(trainer_args(tmp_path, overrides), log) as proc:
+        code = wait_exit(proc, log)
+    text = tail(log, 20000)
+    assert code == 3, text  # EXIT_NO_EPISODE
+    assert "Traceback" not in text
+    assert "waiting for /carla/ego_vehicle/waypoints" in text, text
+    assert "after 4 s (route_startup_timeout_s)" in text and "carla_waypoint_publisher" in text, text

@@ -347,6 +347,49 @@ def test_brakes_without_valid_inputs_and_survives_bad_messages(tmp_path: FsPath,
     assert "Traceback" not in _log(log)
 
 
+def test_one_command_per_frame_sends_each_frames_action_once_and_brakes_at_rate_without_frames(
+    tmp_path: FsPath, probe: Probe
+):
+    # A synchronous world waits for the command: with one_command_per_frame the driver answers each
+    # frame once (its header carries that frame's stamp) and sends nothing more until the next.
+    checkpoint = write_checkpoint(
+        tmp_path / "run" / "td3_s_step_1.pth", PIXELS, small_architecture(PIXELS), constant_action=(0.0, 0.7)
+    )
+    log = tmp_path / "driver.log"
+    args = _driver_args(checkpoint, one_command_per_frame=True, stale_timeout=10.0, watchdog_timeout=10.0)
+    with node_process(args, log) as driver:
+        driving = lambda: any(m.throttle > 0.5 for _, m in probe.commands)  # noqa: E731
+        if not probe.spin_until(driving, STARTUP_S, lambda: probe.image_pub.publish(_image())):
+            _fail(f"no driving command (exit {driver.poll()})", log)
+        probe.spin_for(1.0)  # the frames published until now are answered
+        start = time.monotonic()
+        sent: list[Time] = []
+
+        def one_frame() -> None:
+            frame = _image()
+            sent.append(frame.header.stamp)
+            probe.image_pub.publish(frame)
+
+        probe.spin_for(3.0, one_frame, period=0.25)  # 4 frames a second against 20 commands a second
+        probe.spin_for(1.0)
+        answered = [m for m in probe.commands_since(start) if m.throttle > 0.5]
+        stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in answered]
+        assert len(stamps) == len(set(stamps)), "a frame's action was sent twice"
+        assert set(stamps) <= {(t.sec, t.nanosec) for t in sent}, "a driving command for a frame never sent"
+        assert len(answered) >= len(sent) - 2, (len(answered), len(sent))  # a frame may be replaced in flight
+        assert int(probe.last_diagnostics()["lockstep_waits"]) > 0
+
+        # No frame any more: once stale, full brake at the command rate, not once.
+        stale = lambda: probe.last_diagnostics().get("brake_reason") == "stale_frame"  # noqa: E731
+        assert probe.spin_until(stale, 30.0), probe.last_diagnostics()
+        start = time.monotonic()
+        probe.spin_for(2.0)
+        braking = probe.commands_since(start)
+        assert len(braking) >= 10 and all(_is_full_brake(m) for m in braking), len(braking)
+        assert stop_process(driver) == 0
+    assert "Traceback" not in _log(log)
+
+
 # ----------------------------------------------------------------------------- 3. NaN from the network
 
 

@@ -35,6 +35,7 @@ from td3_core.checkpoint import (
     training_payload,
     validate_training_state,
 )
+from td3_sim import ground_truth
 from td3_trainer.params import PARAMS, ParamError, validate
 
 from .processes import node_process
@@ -255,14 +256,20 @@ def test_invalid_parameter_stops_the_node_naming_it(tmp_path: Path):
 def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     budget, keep_last = 300, 2
     log = tmp_path / "trainer.log"
+    truth_log = tmp_path / "ground_truth.jsonl"
     overrides = {"total_steps": budget, "checkpoint_every": 100, "keep_last": keep_last, "tensorboard": True}
-    with Observer() as obs, simulator(tmp_path), node_process(trainer_args(tmp_path, overrides), log) as proc:
+    sim = {"ground_truth_log": str(truth_log)}
+    with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
         code = wait_exit(proc, log)
         time.sleep(0.5)  # let the last messages reach the observer
         with obs.lock:
-            commands, status = obs.commands, list(obs.status)
-            answered = list(obs.answered_ns)
             train_stats, episodes, diagnostics = list(obs.train_stats), list(obs.episodes), list(obs.diagnostics)
+    # Commands and ticks as the simulator itself counted them: a side observer misses some when
+    # its thread is starved (the trainer's writer keeps 10 commands; older ones are gone for it).
+    truth = ground_truth.read(truth_log)
+    commands = sum(r["kind"] == "command" for r in truth)
+    answered = [r["answers_ns"] for r in truth if r["kind"] == "command"]
+    status = [r["frame"] for r in truth if r["kind"] == "tick"]
     text = tail(log, 20000)
     assert code == 0, text
     assert "Traceback" not in text

@@ -230,14 +230,16 @@ def drive_lap(
     """Simulator + driver on `checkpoint` until the car has driven one lap of the route, or
     `timeout_s` after its first command, or a node exits; what was watched.
 
-    synchronous: the simulator ticks once per driver command, so a busy machine (a driver at
-    10 Hz instead of 20) slows the drive down instead of changing it; False: free-running at the
-    camera rate, as with a real-time simulator."""
+    synchronous: the simulator ticks once per driver command and the driver sends one command per
+    frame (one_command_per_frame), so a busy machine slows the drive down instead of changing it;
+    False: free-running at the camera rate, as with a real-time simulator."""
     watch = observer.watch_driving(role)
     specs = driving_graph(
         config_dir,
         "embedded",
-        driver_overrides={"checkpoint": str(checkpoint)},
+        # Synchronous: the world waits for each command, so the driver sends each frame's action once
+        # and waits for the next frame (the training loop's lockstep), whatever the machine's load.
+        driver_overrides={"checkpoint": str(checkpoint), "one_command_per_frame": synchronous},
         simulator_overrides={"synchronous_mode": synchronous, **(simulator_overrides or {})},
         extra_files=extra_files,
     )

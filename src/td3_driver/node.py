@@ -225,6 +225,7 @@ class Counters:
     restarts: int = 0  # stamps went back or jumped: frame history started again
     reloads: int = 0
     rejected_reloads: int = 0
+    lockstep_waits: int = 0  # one_command_per_frame: command deadlines that waited for the next frame
 
 
 def twist_from_command(command: VehicleCommand, max_steering_angle: float) -> Twist:
@@ -486,6 +487,11 @@ class DriverNode(Node):
     def _send_command(self) -> None:
         pending = self._pending
         decision = self.gate.decide(None if pending is None else pending.action, self._inference_error)
+        if self.params.one_command_per_frame and decision.reason is None and pending is not None and pending.published:
+            # Lockstep with a synchronous simulator: this frame's action went out, and the world
+            # waits for the next command; sending it again would tick the world on an old action.
+            self.counters.lockstep_waits += 1
+            return
         msg = CarlaEgoVehicleControl()
         msg.header.frame_id = self.params.role_name
         if decision.reason is None and pending is not None:
@@ -642,6 +648,7 @@ class DriverNode(Node):
             "non_finite_actions": c.non_finite_actions,
             "repeated_frames": c.repeated_frames,
             "frame_restarts": c.restarts,
+            "lockstep_waits": c.lockstep_waits,
             "staleness_clock": "simulation (/clock)" if self.gate.on_sim_time() else "wall",
             "other_commanders": "; ".join(self.gate.other_commanders),
             "dropped_messages": sum(self.dropped.values()),

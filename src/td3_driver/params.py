@@ -33,6 +33,12 @@ PARAMS: tuple[Param, ...] = (
     Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", ros_name),
     Param("rate_hz", 20.0, "command publishing rate (Hz)", _rate),
     Param(
+        "one_command_per_frame",
+        False,
+        "for a synchronous simulator (it waits for the command): each frame's action is sent once, at rate_hz at "
+        "most, and the next command waits for the next frame; braking commands still go out at rate_hz",
+    ),
+    Param(
         "image_reliability",
         "reliable",
         "camera QoS: reliable or best_effort (sensor data); depth 1",
@@ -74,6 +80,7 @@ class DriverParams:
     device: str
     role_name: str
     rate_hz: float
+    one_command_per_frame: bool
     image_reliability: str
     stale_timeout: float
     watchdog_timeout: float

@@ -17,6 +17,7 @@ everything else happens on the caller's (training loop's) thread.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import replace
@@ -604,7 +605,20 @@ class RosEnv:
         timeout = float(p.reset_timeout_s) if self.ticks.route() is not None else NOTICE_PERIOD_S
         what = f"{self.route_topic} (nav_msgs/Path, transient local)"
         self.waiting_for = what
+        limit = float(p.route_startup_timeout_s)
+        give_up_at = time.monotonic() + limit if limit > 0 and self.ticks.route() is None else math.inf
         while not self.stop.is_set():
+            if time.monotonic() >= give_up_at:
+                self.log.error(
+                    f"no route on {what} after {limit:g} s (route_startup_timeout_s): with CARLA, start "
+                    "carla_waypoint_publisher for this role_name (train.launch.py simulator:=carla does); stopping "
+                    "training"
+                )
+                self.waiting_for = ""
+                self.gave_up = True
+                self.stop.set()
+                return False
+            timeout = min(timeout, max(0.05, give_up_at - time.monotonic()))
             if self.ticks.wait_route(mark if self.ticks.route() is not None else 0, timeout, self.stop) is not None:
                 self.waiting_for = ""
                 return True

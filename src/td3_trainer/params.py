@@ -136,6 +136,12 @@ PARAMS: tuple[Param, ...] = (
     Param("min_route_m", 20.0, "bridge reset: a new route shorter than this is refused", positive),
     Param("reset_timeout_s", 10.0, "seconds to wait for the reset service's answer before asking again", positive),
     Param(
+        "route_startup_timeout_s",
+        600.0,
+        "seconds to wait for the first route (carla_waypoint_publisher) before stopping; 0 = wait forever",
+        non_negative,
+    ),
+    Param(
         "episode_seed", -1, "-1 = same track every episode; >= 0: episode k gets seed episode_seed + k", at_least(-1)
     ),
     Param(
