@@ -38,12 +38,11 @@ import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
-from std_msgs.msg import Float32MultiArray
+from td3_drive.msg import TrainStats
 
 from td3_bringup.graph import repo_config_dir, training_graph
 from td3_bringup.observer import BackgroundNode
 from td3_bringup.runner import running, start_node, stop_processes
-from td3_trainer.monitor import labelled_values
 
 STATS_TOPIC = "/td3_trainer/train_stats"
 
@@ -53,15 +52,15 @@ class Listener(BackgroundNode):
 
     def __init__(self) -> None:
         super().__init__("bench_end_to_end")
-        self.stats: dict[str, float] = {}
+        self.stats: TrainStats | None = None
         self.sim: dict[str, str] = {}
         self.lock = threading.Lock()
-        self.node.create_subscription(Float32MultiArray, STATS_TOPIC, self._on_stats, 10)
+        self.node.create_subscription(TrainStats, STATS_TOPIC, self._on_stats, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
-    def _on_stats(self, msg: Float32MultiArray) -> None:
+    def _on_stats(self, msg: TrainStats) -> None:
         with self.lock:
-            self.stats = labelled_values(msg)
+            self.stats = msg
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -71,11 +70,11 @@ class Listener(BackgroundNode):
 
     def reset(self) -> None:
         with self.lock:
-            self.stats, self.sim = {}, {}
+            self.stats, self.sim = None, {}
 
-    def snapshot(self) -> tuple[dict[str, float], dict[str, str]]:
+    def snapshot(self) -> tuple[TrainStats | None, dict[str, str]]:
         with self.lock:
-            return dict(self.stats), dict(self.sim)
+            return self.stats, dict(self.sim)
 
 
 def run_phase(name: str, args: argparse.Namespace, learning_starts: int, listener: Listener, work: Path) -> dict:
@@ -103,24 +102,24 @@ def run_phase(name: str, args: argparse.Namespace, learning_starts: int, listene
             stop_processes([proc])
         time.sleep(1.5)  # the simulator's next diagnostics, the trainer's last stats
         stats, sim = listener.snapshot()
-    if proc.returncode != 0 or not stats:
-        raise RuntimeError(f"{name}: trainer exit code {proc.returncode}, stats {bool(stats)}; logs in {logs}")
-    loop = stats["loop_s"]
+    if proc.returncode != 0 or stats is None:
+        raise RuntimeError(f"{name}: trainer exit code {proc.returncode}, stats {stats is not None}; logs in {logs}")
+    loop = stats.loop_s
     sim_s = float(sim.get("tick_compute_s", "nan"))
-    transport = max(stats["wait_s"] - sim_s, 0.0)
+    transport = max(stats.wait_s - sim_s, 0.0)
     fractions = {
-        "learning": stats["learn_s"] / loop,
-        "waiting": stats["wait_s"] / loop,
+        "learning": stats.learn_s / loop,
+        "waiting": stats.wait_s / loop,
         "simulation": sim_s / loop,
         "transport": transport / loop,
-        "trainer": (stats["act_s"] + stats["store_s"] + stats["reset_s"]) / loop,
+        "trainer": (stats.act_s + stats.store_s + stats.reset_s) / loop,
     }
     return {
-        "env_steps": int(stats["env_steps"]),
-        "updates": int(stats["total_it"]),
-        "steps_per_s": stats["env_steps"] / loop,
+        "env_steps": stats.env_steps,
+        "updates": stats.total_it,
+        "steps_per_s": stats.env_steps / loop,
         "loop_s": loop,
-        "phases_s": {k: stats[f"{k}_s"] for k in ("act", "learn", "wait", "store", "reset")},
+        "phases_s": {k: getattr(stats, f"{k}_s") for k in ("act", "learn", "wait", "store", "reset")},
         "simulator_ticks": int(sim.get("ticks", 0)),
         "simulator_tick_ms": float(sim.get("mean_tick_ms", "nan")),
         "fractions": {k: round(v, 4) for k, v in fractions.items()},

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from bench.sb3_baseline import fill_replay, make_model
+from td3_core.device import DeviceError, select_device
 from td3_core.networks import Architecture, build_cnn
 from td3_trainer.config import TD3Config
 from td3_trainer.replay_buffer import FrameReplayBuffer
@@ -162,11 +163,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=2000, help="distinct frames in the replay buffers")
     parser.add_argument("--ablation", action="store_true", help="also ours with contiguous (NCHW) convolutions")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where both learners (and our buffer) run")
+    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda[:N]: where both learners run")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: this torch build or machine has no CUDA device")
+    try:
+        device = select_device(args.device)  # the trainer's and the driver's choice
+    except DeviceError as error:
+        parser.error(f"--device {args.device}: {error}")
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (5 if args.quick else 9)

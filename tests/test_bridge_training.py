@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from td3_drive.msg import Episode
 
+from td3_core.checkpoint import REPLAY_SUFFIX
 from td3_sim import ground_truth
-from td3_trainer.checkpointing import REPLAY_SUFFIX
-from td3_trainer.monitor import REASONS
 
 from .processes import node_process
 from .test_trainer_e2e import Observer, simulator, tail, trainer_args, wait_exit
@@ -185,12 +185,11 @@ def test_a_goal_reached_ends_the_episode_and_the_next_starts_elsewhere(tmp_path:
             episodes = list(obs.episodes)
     text = tail(log, 20000)
     assert code == 0, text
-    goal = REASONS.index("goal")
-    reached = [e for e in episodes if int(e["end_reason"]) == goal]
-    assert reached, f"no episode reached its goal: {[e['end_reason'] for e in episodes]}\n{text}"
+    reached = [e for e in episodes if e.end_reason == Episode.END_GOAL]
+    assert reached, f"no episode reached its goal: {[e.end_reason for e in episodes]}\n{text}"
     # A goal is paid once per episode that drove there: never a 1-step episode at the goal.
-    assert all(e["length"] > 1 and e["progress_m"] > 1.0 for e in reached), reached
-    assert all(e["return"] < 150.0 for e in episodes), [e["return"] for e in episodes]
+    assert all(e.length > 1 and e.progress_m > 1.0 for e in reached), reached
+    assert all(e.episode_return < 150.0 for e in episodes), [e.episode_return for e in episodes]
     # Every reset puts the car somewhere else than the previous one.
     resets = [e for e in _episodes(ground_truth.read(truth_log)) if e["start_index"] is not None]
     poses = [(e["transform"]["x"], e["transform"]["y"]) for e in resets]

@@ -16,8 +16,10 @@ from td3_core.checkpoint import (
     CheckpointError,
     checkpoint_name,
     load_checkpoint_file,
+    read_training_state,
     resolve_checkpoint,
     save_checkpoint,
+    training_payload,
     validate_training_state,
     write_latest_pointer,
 )
@@ -68,7 +70,8 @@ def filled_buffer(seed: int = 0) -> FrameReplayBuffer:
 
 
 def payload(agent: TD3Agent, extra: dict | None = None) -> dict:
-    return agent.checkpoint_payload(
+    return training_payload(
+        agent.state(),
         preprocess=PREPROCESS,
         observation=OBSERVATION,
         action=ActionConfig(max_steer=0.8),
@@ -126,9 +129,10 @@ def test_loading_restores_parameters_and_optimizer_states_exactly(tmp_path: Path
     agent, _ = trained_agent()
     path = save_checkpoint(payload(agent), tmp_path / "a.pth")
     fresh = TD3Agent(ARCH, TD3Config(batch_size=8, seed=11))  # other initial weights
-    fresh.load_checkpoint_payload(load_checkpoint_file(path))
+    fresh.restore(read_training_state(load_checkpoint_file(path)))
     assert_same_agents(agent, fresh)
-    restored = TD3Agent.from_checkpoint(load_checkpoint_file(path))
+    saved = load_checkpoint_file(path)
+    restored = TD3Agent.from_state(read_training_state(saved), TD3Config.from_dict(saved["config"]))
     assert restored.config == agent.config
     assert_same_agents(agent, restored)
 
@@ -146,7 +150,7 @@ def test_resume_continues_exactly_where_the_saved_run_would_have(tmp_path: Path)
     torch.manual_seed(1234)  # whatever happened in between
     np.random.seed(1234)
     checkpoint = load_checkpoint_file(resolve_checkpoint(run))
-    agent_b = TD3Agent.from_checkpoint(checkpoint, device="cpu")
+    agent_b = TD3Agent.from_state(read_training_state(checkpoint), TD3Config.from_dict(checkpoint["config"]), "cpu")
     buffer_b = FrameReplayBuffer(100, (36, 36), ARCH.frame_stack, ARCH.vector_dim, 2, "cpu", seed=77)
     buffer_b.load_state_dict(torch.load(run / "replay.pt", weights_only=True))
     assert agent_b.total_it == k
@@ -164,7 +168,7 @@ def test_resume_with_augmentation_restores_the_agents_random_stream(tmp_path: Pa
     batch = buffer.sample(8)
     agent_a.update(batch)
     agent_b = TD3Agent(ARCH, config)
-    agent_b.load_checkpoint_payload(saved)
+    agent_b.restore(read_training_state(saved))
     agent_b.update(batch)
     assert_same_agents(agent_a, agent_b)
 
@@ -188,7 +192,7 @@ def test_original_format_loads_with_targets_copied_from_the_online_networks(tmp_
     loaded = load_checkpoint_file(path)
     assert "format_version" not in loaded and validate_training_state(loaded).format_version == 1
 
-    agent = TD3Agent.from_checkpoint(loaded, config=TD3Config(seed=9))
+    agent = TD3Agent.from_state(read_training_state(loaded), TD3Config(seed=9))
     assert agent.total_it == 2
     for online in ("actor_cnn", "critic_cnn", "actor", "critic"):
         assert_same(getattr(agent, online).state_dict(), getattr(source, online).state_dict(), online)
@@ -203,9 +207,9 @@ def test_refuses_invalid_payloads_and_other_architectures():
     broken = payload(agent)
     del broken["critic_target_state_dict"]
     with pytest.raises(CheckpointError, match="critic_target_state_dict"):
-        TD3Agent(ARCH, CONFIG).load_checkpoint_payload(broken)
+        read_training_state(broken)
     other = TD3Agent(Architecture(image_size=36, feature_dim=16, hidden_dim=32, vector_dim=ARCH.vector_dim), CONFIG)
     with pytest.raises(ValueError, match="architecture"):
-        other.load_checkpoint_payload(payload(agent))
+        other.restore(read_training_state(payload(agent)))
     with pytest.raises(ValueError, match="total_it"):
         payload(agent, extra={"total_it": 5})

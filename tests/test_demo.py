@@ -10,6 +10,7 @@ the trajectory plotted is the odometry recorded, message for message.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -24,7 +25,6 @@ from PIL import Image
 from td3_bringup import drive_report
 from td3_bringup.graph import repo_config_dir
 from td3_bringup.recording import read_messages, topic_types
-from td3_trainer.monitor import labelled_values
 
 SMALL_BUDGET = {
     "carla_simulator": {"ros__parameters": {"image_width": 84, "image_height": 84}},
@@ -86,10 +86,10 @@ def test_demo_trains_drives_and_reports(tmp_path: Path):
 def _check_recordings_and_pictures(run_dir: Path, fields: dict[str, str]) -> None:
     # The training recording holds the trainer's statistics, decodable, of the right type.
     train = run_dir / "train.mcap"
-    assert topic_types(train).get("/td3_trainer/episode") == "std_msgs/msg/Float32MultiArray"
-    assert topic_types(train).get("/td3_trainer/train_stats") == "std_msgs/msg/Float32MultiArray"
+    assert topic_types(train).get("/td3_trainer/episode") == "td3_drive/msg/Episode"
+    assert topic_types(train).get("/td3_trainer/train_stats") == "td3_drive/msg/TrainStats"
     episodes = list(read_messages(train, ["/td3_trainer/episode"]))
-    assert episodes and all({"return", "length"} <= set(labelled_values(m.message)) for m in episodes)
+    assert episodes and all(m.message.length > 0 and math.isfinite(m.message.episode_return) for m in episodes)
 
     # The pictures exist where the report says, and are valid images of the sizes made.
     expected = {

@@ -24,7 +24,7 @@ from td3_core.preprocessing import PreprocessConfig
 from td3_core.vector_state import ObservationConfig
 from td3_driver.node import DriverInputs, InvalidMessageError, twist_from_command
 from td3_driver.params import PARAMS, ParamError, validate
-from td3_driver.policy_runner import DeviceError, PolicyError, PolicyRunner, select_device
+from td3_driver.policy_runner import PolicyError, PolicyRunner
 from td3_driver.safety import Arrival, BrakeReason, LogEvent, SafetyGate, StateLog, ThrottledLog
 
 from .checkpoint_factory import small_architecture
@@ -347,18 +347,6 @@ def test_runner_gives_the_policy_output_and_checks_shapes():
 # ----------------------------------------------------------------------------- start-up checks
 
 
-def test_device_selection():
-    with pytest.raises(DeviceError, match="tpu"):
-        select_device("tpu")
-    assert select_device("cpu").type == "cpu"
-    if torch.cuda.is_available():
-        assert select_device("auto").type == "cuda"
-    else:
-        assert select_device("auto").type == "cpu"
-        with pytest.raises(DeviceError, match="CUDA is not available"):
-            select_device("cuda")
-
-
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -369,7 +357,7 @@ def test_device_selection():
         ("rate_hz", True, "must be a double"),
         ("stale_timeout", 0.0, "must be > 0"),
         ("stale_timeout", -0.3, "must be > 0"),
-        ("device", "tpu", "'auto', 'cuda'"),
+        ("device", "tpu", "'auto', 'cpu', 'cuda'"),
         ("checkpoint", " ", "must not be empty"),
         ("role_name", "ego/vehicle", "ROS name"),
         ("watch_period_s", 0.0, "must be > 0"),

@@ -1,7 +1,8 @@
 """Every parameter in config/*.yaml is declared by its node: no silently ignored settings.
 
 Each node is started as its own process with its parameter file, exactly as the launch files
-and the runner start it, and asked over DDS for its parameter list.
+and the runner start it, and asked over DDS for its parameter list and their descriptors: all
+three declare through td3_core.params, each parameter read-only and described.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import rclpy
-from rcl_interfaces.srv import ListParameters
+from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.srv import DescribeParameters, ListParameters
 
 from td3_bringup.graph import (
     NodeSpec,
@@ -37,18 +39,24 @@ def _yaml_parameters(spec: NodeSpec) -> set[str]:
     return names
 
 
-def _declared_parameters(node_name: str, timeout_s: float = 60.0) -> set[str]:
+def _declared_parameters(node_name: str, timeout_s: float = 60.0) -> dict[str, ParameterDescriptor]:
+    """The node's parameters (ROS's own ones included) with their descriptors."""
     rclpy.init()
     node = rclpy.create_node("param_probe")
     try:
         client = node.create_client(ListParameters, f"/{node_name}/list_parameters")
+        describe = node.create_client(DescribeParameters, f"/{node_name}/describe_parameters")
         deadline = time.monotonic() + timeout_s
-        while not client.wait_for_service(timeout_sec=0.5):
+        while not (client.wait_for_service(timeout_sec=0.5) and describe.wait_for_service(timeout_sec=0.5)):
             assert time.monotonic() < deadline, f"/{node_name}/list_parameters never appeared"
         future = client.call_async(ListParameters.Request(depth=ListParameters.Request.DEPTH_RECURSIVE))
         rclpy.spin_until_future_complete(node, future, timeout_sec=20.0)
         assert future.done(), "list_parameters did not answer"
-        return set(future.result().result.names)
+        names = list(future.result().result.names)
+        future = describe.call_async(DescribeParameters.Request(names=names))
+        rclpy.spin_until_future_complete(node, future, timeout_sec=20.0)
+        assert future.done(), "describe_parameters did not answer"
+        return dict(zip(names, future.result().descriptors, strict=True))
     finally:
         node.destroy_node()
         rclpy.shutdown()
@@ -64,8 +72,13 @@ def _check(spec: NodeSpec, tmp_path: Path) -> None:
             proc.poll()
             log = (tmp_path / f"{spec.name}.log").read_text(errors="replace")[-3000:]
             raise AssertionError(f"{spec.name} (exit {proc.returncode}) did not list its parameters:\n{log}") from None
-    ignored = sorted(expected - declared)
+    ignored = sorted(expected - set(declared))
     assert not ignored, f"{spec.name} ignores parameters of its yaml: {ignored}"
+    # Declared with descriptors: described, and read-only (read once at start-up).
+    undescribed = sorted(name for name in expected if not declared[name].description)
+    assert not undescribed, f"{spec.name}: parameters without a description: {undescribed}"
+    writable = sorted(name for name in expected if not declared[name].read_only)
+    assert not writable, f"{spec.name}: parameters that could be changed at runtime and be ignored: {writable}"
 
 
 def test_simulator_declares_every_parameter_of_its_yaml(tmp_path: Path):

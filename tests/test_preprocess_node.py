@@ -179,14 +179,14 @@ def test_preprocessed_input_refuses_frames_of_another_size_or_encoding():
     [
         ({"role_name": "a/b"}, "role_name"),
         ({"image_size": 4}, "image_size"),
-        ({"image_size": 84.0}, "image_size must be an integer"),
+        ({"image_size": 84.0}, "'image_size': must be an integer"),
         ({"output_reliability": "sometimes"}, "output_reliability"),
         ({"log_throttle_s": 0}, "log_throttle_s"),
     ],
 )
 def test_invalid_parameters_are_named(values: dict, message: str):
     with pytest.raises(ParamError, match=message):
-        PreprocessParams.validate({**PreprocessParams().__dict__, **values})
+        PreprocessParams.validate(values)
 
 
 def test_graph_puts_the_node_beside_the_simulator_and_the_trainer_on_its_topic():

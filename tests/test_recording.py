@@ -51,7 +51,9 @@ RECORD_S = 6.0
     "type_name",
     [
         *sorted(set(EXPECTED.values())),
-        "std_msgs/msg/Float32MultiArray",  # the trainer's episode and training statistics
+        "td3_drive/msg/Episode",  # the trainer's monitoring topics
+        "td3_drive/msg/TrainStats",
+        "td3_drive/msg/Evaluation",
         "carla_msgs/msg/CarlaCollisionEvent",
         "carla_msgs/msg/CarlaLaneInvasionEvent",
         "rosgraph_msgs/msg/Clock",

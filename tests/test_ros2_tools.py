@@ -213,10 +213,20 @@ def test_colcon_build_of_a_fresh_clone_installs_the_three_ros_packages(workspace
             assert os.access(exe, os.X_OK), f"{exe} not executable"
             # The interpreter that built it, not whatever python3 comes first on PATH.
             assert exe.read_text().splitlines()[0] == f"#!{VENV_BIN / 'python3'}"
-    # The generated interface, importable from the install tree alone.
-    check = "from td3_drive.srv import ResetEpisode; print(ResetEpisode.Request(seed=7).seed)"
+    # The generated interfaces, importable from the install tree alone (not the venv's copy).
+    check = (
+        "import td3_drive, pathlib; from td3_drive.srv import ResetEpisode;"
+        " from td3_drive.msg import Episode, Evaluation, TrainStats;"
+        " print(pathlib.Path(td3_drive.__file__).resolve());"
+        " print(ResetEpisode.Request(seed=7).seed, Episode(end_reason=Episode.END_GOAL).end_reason,"
+        " TrainStats(loop_s=1.5).loop_s, Evaluation(best_score=2.0).best_score)"
+    )
     out = subprocess.run([sys.executable, "-c", check], env=ws.env, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "7"
+    location, values = out.strip().splitlines()
+    assert Path(location).is_relative_to(ws.install.resolve()), location
+    assert values == "7 goal 1.5 2.0"
+    for name in ("Episode", "TrainStats", "Evaluation"):  # the definitions, for ros2 topic echo and bag readers
+        assert (ws.install / "share" / "td3_drive" / "msg" / f"{name}.msg").is_file()
 
 
 # ------------------------------------------------------------------------------ ros2 launch: training
@@ -249,7 +259,7 @@ def test_train_launch_ends_with_status_1_when_the_trainer_fails(workspace: Works
         status = _wait(proc, log)
     text = log.read_text()
     assert status == 1, text[-4000:]
-    assert "invalid parameter total_steps" in text and "td3_trainer exited with code" in text, text[-4000:]
+    assert "invalid parameter 'total_steps'" in text and "td3_trainer exited with code" in text, text[-4000:]
     assert "sending signal 'SIGINT' to process[simulator_node" in text, text[-4000:]
 
 

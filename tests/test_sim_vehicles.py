@@ -173,7 +173,7 @@ def test_role_names_and_their_refusals():
     assert role_names("ego_vehicle") == ("ego_vehicle",)
     assert role_names("hero1, hero2") == ("hero1", "hero2")
     assert role_names(["hero1", "hero2", "hero3"]) == ("hero1", "hero2", "hero3")
-    for bad, message in (("", "ROS name tokens"), ("a,a", "twice"), (["a/b"], "ROS name tokens"), ([], "a list")):
+    for bad, message in (("", "ROS name"), ("a,a", "twice"), (["a/b"], "ROS name"), ([], "a list")):
         with pytest.raises(ParamError, match=message):
             role_names(bad)
 

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+from td3_drive.msg import Episode
 
 from td3_core.checkpoint import load_checkpoint_file, read_latest_pointer
-from td3_trainer.monitor import REASONS
 
 from .processes import node_process, stop_process
 from .test_trainer_e2e import Observer, only_run_dir, simulator, tail, trainer_args, wait_exit, wait_until
@@ -54,6 +54,6 @@ def test_trainer_survives_a_simulator_restart(tmp_path: Path):
     assert sync["clock_jumps_back"] <= 1, sync
     # The episode cut by the restart ended as such (or as a gap), and no transition spans the gap:
     # the replay buffer holds fewer transitions than steps were counted.
-    reasons = {REASONS[int(e["end_reason"])] for e in episodes}
-    assert "restart" in reasons or any(e["gaps"] > 0 for e in episodes), episodes
+    reasons = {e.end_reason for e in episodes}
+    assert Episode.END_RESTART in reasons or any(e.gaps > 0 for e in episodes), episodes
     assert extra["replay_buffer_size"] < budget

@@ -18,7 +18,7 @@ import pytest
 import torch
 from carla_msgs.msg import CarlaEgoVehicleControl, CarlaStatus
 from diagnostic_msgs.msg import DiagnosticArray
-from std_msgs.msg import Float32MultiArray
+from td3_drive.msg import Episode, TrainStats
 
 from td3_bringup.graph import ParamValue, file_parameters, repo_config_dir, simulator_node, trainer_node
 from td3_bringup.observer import BackgroundNode
@@ -31,16 +31,18 @@ from td3_core.checkpoint import (
     list_checkpoints,
     load_checkpoint_file,
     read_latest_pointer,
+    read_training_state,
+    training_payload,
     validate_training_state,
 )
 from td3_sim import ground_truth
-from td3_trainer.loop_timing import PHASES
-from td3_trainer.monitor import EPISODE_FIELDS, TRAIN_FIELDS, labelled_values
 from td3_trainer.params import PARAMS, ParamError, validate
 
 from .processes import node_process
 
 CONFIG = repo_config_dir()
+# What ~/episode says about an episode's end: Episode.msg's END_* constants.
+END_REASONS = {getattr(Episode, name) for name in dir(Episode) if name.startswith("END_")}
 HANG_GUARD_S = 240.0  # only a guard against a hang, never a performance expectation
 
 # Small and fast: 36x36 frames into a small network, tiny buffer and batches.
@@ -72,8 +74,8 @@ class Observer(BackgroundNode):
         self.commands = 0
         self.answered_ns: list[int] = []  # the stamp each command answers (the frame the trainer saw)
         self.status: list[int] = []
-        self.train_stats: list[dict[str, float]] = []
-        self.episodes: list[dict[str, float]] = []
+        self.train_stats: list[TrainStats] = []
+        self.episodes: list[Episode] = []
         self.diagnostics: list = []
         node = self.node
         # The counts are exact, so the reader's history must hold everything that arrives while this
@@ -82,8 +84,8 @@ class Observer(BackgroundNode):
         depth = 10_000
         node.create_subscription(CarlaEgoVehicleControl, f"/carla/{role}/vehicle_control_cmd", self._command, depth)
         node.create_subscription(CarlaStatus, "/carla/status", lambda m: self._add(self.status, int(m.frame)), depth)
-        node.create_subscription(Float32MultiArray, "/td3_trainer/train_stats", self._stats, depth)
-        node.create_subscription(Float32MultiArray, "/td3_trainer/episode", self._episode, depth)
+        node.create_subscription(TrainStats, "/td3_trainer/train_stats", self._stats, depth)
+        node.create_subscription(Episode, "/td3_trainer/episode", self._episode, depth)
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add(self.diagnostics, m), depth)
 
     def _add(self, items: list, value) -> None:
@@ -95,15 +97,15 @@ class Observer(BackgroundNode):
             self.commands += 1
             self.answered_ns.append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
 
-    def _stats(self, msg: Float32MultiArray) -> None:
-        self._add(self.train_stats, labelled_values(msg))
+    def _stats(self, msg: TrainStats) -> None:
+        self._add(self.train_stats, msg)
 
-    def _episode(self, msg: Float32MultiArray) -> None:
-        self._add(self.episodes, labelled_values(msg))
+    def _episode(self, msg: Episode) -> None:
+        self._add(self.episodes, msg)
 
     def env_steps(self) -> int:
         with self.lock:
-            return int(self.train_stats[-1]["env_steps"]) if self.train_stats else 0
+            return self.train_stats[-1].env_steps if self.train_stats else 0
 
 
 @contextmanager
@@ -155,8 +157,9 @@ def fresh_agent_from(checkpoint: dict):
     arch = Architecture.from_dict(checkpoint["architecture"])
     config = TD3Config.from_dict({k: v for k, v in checkpoint["config"].items() if k in TD3Config.__dataclass_fields__})
     agent = TD3Agent(arch, config, "cpu")
-    agent.load_checkpoint_payload(checkpoint, restore_rng=True)
-    again = agent.checkpoint_payload(
+    agent.restore(read_training_state(checkpoint), restore_rng=True)
+    again = training_payload(
+        agent.state(),
         preprocess=checkpoint["preprocessing"],
         observation=checkpoint["observation"],
         action=checkpoint["action"],
@@ -310,15 +313,15 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
 
     # Monitoring: episodes ended by the step limit at the latest, stats and diagnostics flowed.
     assert episodes, "no ~/episode message"
-    assert set(episodes[0]) == set(EPISODE_FIELDS)
-    assert all(0 < e["length"] <= 100 for e in episodes)
-    assert train_stats and set(train_stats[-1]) == set(TRAIN_FIELDS)
-    assert any(s["total_it"] > 0 for s in train_stats)
+    assert all(0 < e.length <= 100 for e in episodes)
+    assert {e.end_reason for e in episodes} <= END_REASONS, [e.end_reason for e in episodes]
+    assert all(e.episode == k for k, e in enumerate(episodes)), [e.episode for e in episodes]
+    assert train_stats and any(s.total_it > 0 for s in train_stats)
     # The loop's phases account for its wall time (what bench_end_to_end splits).
     last = train_stats[-1]
-    phases = [last[f"{phase}_s"] for phase in PHASES]
-    assert all(value >= 0.0 for value in phases) and last["wait_s"] > 0.0 and last["learn_s"] > 0.0, last
-    assert 0.5 * last["loop_s"] <= sum(phases) <= last["loop_s"] + 0.01, last
+    phases = [last.act_s, last.learn_s, last.wait_s, last.store_s, last.reset_s]
+    assert all(value >= 0.0 for value in phases) and last.wait_s > 0.0 and last.learn_s > 0.0, last
+    assert 0.5 * last.loop_s <= sum(phases) <= last.loop_s + 0.01, last
     assert any(s.name == "td3_trainer: training loop" for d in diagnostics for s in d.status)
     # The simulator reports its ticks and what computing them cost.
     statuses = [s for d in diagnostics for s in d.status]

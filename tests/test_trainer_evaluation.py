@@ -12,12 +12,10 @@ import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
-from std_msgs.msg import Float32MultiArray
+from td3_drive.msg import Evaluation
 
 from td3_bringup.observer import BackgroundNode
-from td3_core.checkpoint import BEST_POINTER, load_checkpoint_file, read_pointer, validate_training_state
-from td3_trainer.checkpointing import eval_path
-from td3_trainer.monitor import EVAL_FIELDS, labelled_values
+from td3_core.checkpoint import BEST_POINTER, eval_path, load_checkpoint_file, read_pointer, validate_training_state
 
 from .processes import node_process
 from .test_trainer_e2e import only_run_dir, simulator, tail, trainer_args, wait_exit
@@ -30,14 +28,14 @@ class EvalObserver(BackgroundNode):
     def __init__(self) -> None:
         super().__init__("eval_test_observer")
         self.lock = threading.Lock()
-        self.evaluations: list[dict[str, float]] = []
+        self.evaluations: list[Evaluation] = []
         self.diagnostics: list[dict[str, str]] = []
-        self.node.create_subscription(Float32MultiArray, "/td3_trainer/evaluation", self._evaluation, 10)
+        self.node.create_subscription(Evaluation, "/td3_trainer/evaluation", self._evaluation, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 100)
 
-    def _evaluation(self, msg: Float32MultiArray) -> None:
+    def _evaluation(self, msg: Evaluation) -> None:
         with self.lock:
-            self.evaluations.append(labelled_values(msg))
+            self.evaluations.append(msg)
 
     def _diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -72,13 +70,13 @@ def test_periodic_evaluation_and_the_best_checkpoint(tmp_path: Path):
 
     # On the topic, by name; at most one per eval_every steps, at an episode end.
     assert len(evaluations) >= 2, text
-    for values in evaluations:
-        assert set(values) == set(EVAL_FIELDS)
-        assert values["episodes"] == 2 and all(math.isfinite(v) for v in values.values()), values
-    steps = [int(v["env_steps"]) for v in evaluations]
+    for msg in evaluations:
+        values = [getattr(msg, name) for name in Evaluation.get_fields_and_field_types() if name != "header"]
+        assert msg.episodes == 2 and all(math.isfinite(v) for v in values), msg
+    steps = [msg.env_steps for msg in evaluations]
     assert all(b // EVAL_EVERY > a // EVAL_EVERY for a, b in itertools.pairwise(steps)), steps
-    scores = [v["score"] for v in evaluations]
-    assert [v["best_score"] for v in evaluations] == [max(scores[: k + 1]) for k in range(len(scores))]
+    scores = [msg.score for msg in evaluations]
+    assert [msg.best_score for msg in evaluations] == [max(scores[: k + 1]) for k in range(len(scores))]
     assert any("eval_mean_return" in d for d in diagnostics)
 
     # TensorBoard: eval/... scalars at the evaluation steps.

@@ -14,22 +14,23 @@ import pytest
 import torch
 
 from td3_core.checkpoint import (
+    REPLAY_SUFFIX,
     CheckpointError,
     checkpoint_name,
     list_checkpoints,
     load_checkpoint_file,
     read_latest_pointer,
+    replay_path,
+    training_payload,
 )
 from td3_core.networks import Architecture
 from td3_core.preprocessing import PreprocessConfig
 from td3_core.vector_state import ObservationConfig
 from td3_trainer.checkpointing import (
     DAMAGED_SUFFIX,
-    REPLAY_SUFFIX,
     CheckpointManager,
     load_resume,
     locate_resume,
-    replay_path,
 )
 
 from .processes import node_process
@@ -75,7 +76,8 @@ def fill(buffer, steps: int, seed: int = 0) -> None:
 
 
 def payload(agent, config, extra: dict) -> dict:
-    return agent.checkpoint_payload(
+    return training_payload(
+        agent.state(),
         preprocess=PREPROCESS.to_dict(),
         observation=OBSERVATION.to_dict(),
         action={"max_steer": 1.0, "max_throttle": 1.0, "max_brake": 1.0},
@@ -106,7 +108,7 @@ def test_resumed_learner_makes_the_same_next_update(tmp_path: Path):
     resumed = load_resume(locate_resume(str(tmp_path / "run"), tmp_path), with_replay=True)
     assert resumed.path == saved and resumed.extra["env_steps"] == 60 and resumed.replay is not None
     _, agent2, buffer2 = learner(seed=99)  # other seeds: everything must come from the files
-    agent2.load_checkpoint_payload(resumed.checkpoint, restore_rng=True)
+    agent2.restore(resumed.state, restore_rng=True)
     buffer2.load_state_dict(resumed.replay)
     assert len(buffer2) == len(buffer)
     agent2.update(buffer2.sample(config.batch_size))
@@ -216,13 +218,13 @@ def test_disk_full_while_streaming_the_replay_buffer_says_no_space_left(
     checkpoints = manager(tmp_path / "run", errors)
     first = checkpoints.save(payload(agent, config, {"env_steps": 10}), 10, buffer.state_dict)
     assert first is not None
-    import td3_trainer.checkpointing as checkpointing
+    import td3_core.checkpoint as checkpoint_format  # the one atomic writer of every file of a run
 
     def nearly_full_disk(path, mode="r", *args, **kwargs):
         raw = open(path, mode.replace("b", "") + "b", buffering=0)  # noqa: SIM115 - closed by the wrapper
         return io.BufferedWriter(_DiskFullAfter(raw, 64 * 1024)) if "w" in mode else raw
 
-    monkeypatch.setattr(checkpointing, "open", nearly_full_disk, raising=False)
+    monkeypatch.setattr(checkpoint_format, "open", nearly_full_disk, raising=False)
     assert checkpoints.save(payload(agent, config, {"env_steps": 20}), 20, buffer.state_dict) is None
     monkeypatch.undo()
     assert len(errors) == 1 and "No space left on device" in errors[0], errors
@@ -255,7 +257,7 @@ def test_resume_with_a_damaged_replay_file_restores_the_networks_and_keeps_the_f
     assert not replay.exists() and kept.read_bytes() == damaged, "the damaged file must be kept, not lost"
     # The networks and optimizers resume exactly.
     _, agent2, _ = learner(seed=99)
-    agent2.load_checkpoint_payload(resumed.checkpoint, restore_rng=True)
+    agent2.restore(resumed.state, restore_rng=True)
     again = payload(agent2, config, {})
     for key, value in payload(agent, config, {}).items():
         if key.endswith("state_dict"):

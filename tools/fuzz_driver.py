@@ -1,7 +1,7 @@
 """Throw random and malformed messages at a running driver node over DDS; it must not crash.
 
 Starts the driver (its own process, a small checkpoint written by the trainer's own code:
-TD3Agent.checkpoint_payload + the atomic save) and publishes, as fast as it takes them,
+td3_core.checkpoint.training_payload of TD3Agent.state + the atomic save) and publishes, as fast as it takes them,
 random camera images (every encoding the bridge or a camera may send, plus unknown ones;
 random sizes, steps and data lengths, empty and oversized data), odometry with any float in
 any field (NaN, inf, huge) and routes with random points, interleaved with valid frames. Two
@@ -51,7 +51,7 @@ STALE_TIMEOUT_S = 0.3  # the driver's default
 def write_checkpoint(path: Path) -> Path:
     """A small, untrained policy checkpoint, written the way the trainer writes one."""
     from td3_core.actions import ActionConfig
-    from td3_core.checkpoint import save_checkpoint, write_latest_pointer
+    from td3_core.checkpoint import save_checkpoint, training_payload, write_latest_pointer
     from td3_core.networks import Architecture
     from td3_core.preprocessing import PreprocessConfig
     from td3_core.vector_state import ObservationConfig
@@ -61,11 +61,12 @@ def write_checkpoint(path: Path) -> Path:
     observation = ObservationConfig(num_waypoints=3)
     arch = Architecture(image_size=36, feature_dim=32, hidden_dim=32, vector_dim=observation.vector_dim)
     agent = TD3Agent(arch, TD3Config(), "cpu")
-    payload = agent.checkpoint_payload(
+    payload = training_payload(
+        agent.state(),
         preprocess=PreprocessConfig(image_size=36),
         observation=observation,
         action=ActionConfig(),
-        config=TD3Config(),
+        config=TD3Config().to_dict(),
         extra={"env_steps": 0},
     )
     save_checkpoint(payload, path)

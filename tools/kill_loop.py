@@ -42,6 +42,7 @@ from td3_core.checkpoint import (
     load_checkpoint_file,
     read_latest_pointer,
     resolve_checkpoint,
+    training_payload,
     validate_training_state,
 )
 
@@ -86,14 +87,15 @@ def writer_main(run_dir: Path) -> None:
     step = 0
     if read_latest_pointer(run_dir) is not None:
         resumed = load_resume(resolve_checkpoint(run_dir), with_replay=False)
-        agent.load_checkpoint_payload(resumed.checkpoint)
+        agent.restore(resumed.state)
         step = int(resumed.extra["env_steps"])
     print(f"WRITER START {step}", flush=True)
     manager = CheckpointManager(run_dir, SCENARIO, every=10, keep_last=2, save_replay_buffer=False)
     while True:
         step += 10
         agent.total_it = step
-        payload = agent.checkpoint_payload(
+        payload = training_payload(
+            agent.state(),
             preprocess=PreprocessConfig(),
             observation=ObservationConfig(),
             action=ActionConfig(),

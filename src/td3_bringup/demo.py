@@ -39,7 +39,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Float32MultiArray
+from td3_drive.msg import Episode
 
 from td3_bringup.drive_report import write_report
 from td3_bringup.graph import driving_graph, repo_config_dir, training_graph
@@ -49,7 +49,6 @@ from td3_bringup.runner import StopSignal, running, start_node, stop_on_signals,
 from td3_bringup.topic_tap import TapConfig
 from td3_bringup.watching import add_view_arguments, watching
 from td3_core.route import Route
-from td3_trainer.monitor import labelled_values
 
 EPISODE_TOPIC = "/td3_trainer/episode"
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -133,13 +132,12 @@ class Observer(BackgroundNode):
     def watch_training(self) -> TrainingWatch:
         watch = TrainingWatch()
 
-        def on_episode(msg: Float32MultiArray) -> None:
-            values = labelled_values(msg)
-            watch.returns.append(float(values.get("return", math.nan)))
-            watch.lengths.append(int(values.get("length", 0)))
-            watch.distances.append(float(values.get("distance_m", math.nan)))
+        def on_episode(msg: Episode) -> None:
+            watch.returns.append(msg.episode_return)
+            watch.lengths.append(msg.length)
+            watch.distances.append(msg.distance_m)
 
-        self.node.create_subscription(Float32MultiArray, EPISODE_TOPIC, on_episode, 100)
+        self.node.create_subscription(Episode, EPISODE_TOPIC, on_episode, 100)
         return watch
 
     def watch_driving(self, role: str) -> DrivingWatch:

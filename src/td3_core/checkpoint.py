@@ -8,20 +8,24 @@ counters and provenance. A file without format_version is read as the original f
 
 Reading never unpickles objects: torch.load(weights_only=True), then a schema check of keys,
 shapes, dtypes and finiteness against networks built from the file's own architecture.
-Writing is atomic: temp file in the same directory, fsync, rename, fsync of the directory; the
-run's `latest` pointer is replaced the same way, only after the checkpoint is complete.
+This module owns the format: what a learner's state becomes in a file (TrainingState,
+training_payload, read_training_state), the file names and pointers (`latest`, `best`), and the
+one atomic writer (atomic_write: temp file in the same directory, fsync, rename, fsync of the
+directory) that every file of a run goes through; a pointer is replaced the same way, only after
+its checkpoint is complete. td3_trainer.checkpointing decides when to save and what to prune.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -44,6 +48,10 @@ LATEST_POINTER = "latest"
 BEST_POINTER = "best"  # the checkpoint with the best evaluation score of its run
 POINTERS = (LATEST_POINTER, BEST_POINTER)
 CHECKPOINT_GLOB = "td3_*_step_*.pth"
+# Beside a checkpoint: its replay buffer (save_replay_buffer) and its evaluation's results.
+REPLAY_SUFFIX = ".replay.pt"
+REPLAY_FORMAT = "td3_drive.replay/1"
+EVAL_SUFFIX = ".eval.json"
 _STEP_RE = re.compile(r"_step_(\d+)\.pth$")
 
 NETWORK_KEYS = ("actor_cnn_state_dict", "critic_cnn_state_dict", "actor_state_dict", "critic_state_dict")
@@ -112,32 +120,93 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the whole new one."""
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
+    """The one writer of this format's files (checkpoints, replay buffers, evaluation results,
+    pointers): `write(handle)` into a temp file beside `path`, fsync, rename, fsync of the
+    directory, so that a reader (or a restart after a crash) sees the old file or the whole new one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The operating system's error behind `error` (its cause or context chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def save_torch_file(obj: Any, path: Path | str) -> Path:
+    """torch.save streamed into atomic_write (no in-memory copy of a large object, e.g. a
+    replay buffer); a failed write (disk full) is raised as the OSError behind it."""
+
+    def write(handle: BinaryIO) -> None:
+        try:
+            torch.save(obj, handle)
+        except RuntimeError as error:  # torch reports a failed write as "unexpected pos ..."
+            cause = _os_error_in(error)
+            if cause is None:
+                raise
+            raise cause from error
+
+    return atomic_write(path, write)
 
 
 def save_checkpoint(payload: Mapping[str, Any], path: Path | str) -> Path:
-    """Serialise `payload` to `path` atomically; refuses payloads weights_only could not read."""
-    import io
-
+    """Write a checkpoint payload (training_payload, policy_only_payload) to `path`, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(dict(payload), buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_torch_file(dict(payload), path)
+
+
+def replay_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.stem + REPLAY_SUFFIX)
+
+
+def eval_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.stem + EVAL_SUFFIX)
+
+
+def save_replay(checkpoint: Path, env_steps: int, state: Mapping[str, Any]) -> Path:
+    """The replay buffer's state beside `checkpoint` (written before it: see CheckpointManager)."""
+    data = {"format": REPLAY_FORMAT, "env_steps": env_steps, "state": dict(state)}
+    return save_torch_file(data, replay_path(checkpoint))
+
+
+def load_replay(path: Path) -> dict | None:
+    """A saved buffer state (weights_only), None when there is none; CheckpointError when unusable."""
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"replay buffer '{path}' is unreadable: {error}") from error
+    if not isinstance(data, dict) or data.get("format") != REPLAY_FORMAT or not isinstance(data.get("state"), dict):
+        raise CheckpointError(f"replay buffer '{path}' is not a {REPLAY_FORMAT} file")
+    return data["state"]
+
+
+def save_evaluation(checkpoint: Path, results: Mapping[str, Any]) -> Path:
+    """An evaluation's results, as JSON beside the checkpoint of the evaluated policy."""
+    return atomic_write_bytes(eval_path(checkpoint), (json.dumps(dict(results), indent=1) + "\n").encode())
 
 
 def write_pointer(run_dir: Path | str, checkpoint: Path | str, pointer: str = LATEST_POINTER) -> None:
@@ -162,7 +231,8 @@ def list_checkpoints(run_dir: Path | str) -> list[Path]:
 
 
 def prune_checkpoints(run_dir: Path | str, keep_last: int) -> list[Path]:
-    """Delete all but the newest `keep_last` checkpoints, never one that `latest` or `best` points at."""
+    """Delete all but the newest `keep_last` checkpoints (with the files beside them), never one
+    that `latest` or `best` points at."""
     if keep_last <= 0:
         return []
     run_dir = Path(run_dir)
@@ -172,7 +242,13 @@ def prune_checkpoints(run_dir: Path | str, keep_last: int) -> list[Path]:
         if path.resolve() in protected:
             continue
         path.unlink(missing_ok=True)
+        replay_path(path).unlink(missing_ok=True)
+        eval_path(path).unlink(missing_ok=True)
         removed.append(path)
+    kept = {p.stem for p in list_checkpoints(run_dir)}
+    for replay in run_dir.glob(f"*{REPLAY_SUFFIX}"):  # a buffer whose checkpoint was never written
+        if replay.name[: -len(REPLAY_SUFFIX)] not in kept:
+            replay.unlink(missing_ok=True)
     return removed
 
 
@@ -455,6 +531,82 @@ def validate_training_state(ckpt: Mapping, path: Path | None = None) -> Checkpoi
         if not isinstance(state, Mapping) or "param_groups" not in state or "state" not in state:
             raise CheckpointError(f"{where}: '{key}' is missing or not an optimizer state dict")
     return meta
+
+
+# --------------------------------------------------------------------------- training state
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """What a TD3 learner is, as state dicts by this format's keys: what TD3Agent exposes
+    (TD3Agent.state / restore) and a training checkpoint stores; the agent writes no files."""
+
+    architecture: Architecture
+    networks: Mapping[str, Mapping]  # NETWORK_KEYS: actor CNN, critic CNN, actor, critic (online)
+    targets: Mapping[str, Mapping]  # TARGET_KEYS
+    optimizers: Mapping[str, Mapping]  # OPTIMIZER_KEYS
+    total_it: int
+    rng_state: Mapping[str, Any]  # torch, the agent's generator, numpy, python (and CUDA) states
+
+
+def _as_dict(value: Any, kind: type) -> dict:
+    """A config dataclass or its dict → a validated plain dict."""
+    if isinstance(value, kind):
+        return value.to_dict()
+    return kind.from_dict(dict(value)).to_dict()
+
+
+def training_payload(
+    state: TrainingState,
+    *,
+    preprocess: PreprocessConfig | Mapping,
+    observation: ObservationConfig | Mapping,
+    action: ActionConfig | Mapping,
+    config: Mapping | Any,
+    extra: Mapping | None = None,
+) -> dict:
+    """A training checkpoint (format 2) of `state`, as tensors and plain values only.
+
+    `config` (a mapping, or an object with to_dict(): the TD3 configuration or all parameters of
+    the run) is stored as "config"; `extra` (counters, provenance) under "extra" and its entries
+    also at the top level."""
+    payload: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "architecture": state.architecture.to_dict(),
+        "preprocessing": _as_dict(preprocess, PreprocessConfig),
+        "observation": _as_dict(observation, ObservationConfig),
+        "action": _as_dict(action, ActionConfig),
+        "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
+        "total_it": int(state.total_it),
+        "rng_state": dict(state.rng_state),
+    }
+    parts = ((NETWORK_KEYS, state.networks), (TARGET_KEYS, state.targets), (OPTIMIZER_KEYS, state.optimizers))
+    for keys, values in parts:
+        payload.update({key: values[key] for key in keys})
+    if extra:
+        clash = sorted(set(extra) & (set(payload) | {"extra"}))
+        if clash:
+            raise ValueError(f"extra keys {clash} would overwrite checkpoint keys")
+        payload.update(dict(extra))
+        payload["extra"] = dict(extra)
+    return payload
+
+
+def read_training_state(ckpt: Mapping, path: Path | None = None) -> TrainingState:
+    """The TrainingState of a checkpoint, validated (CheckpointError otherwise). An original-format
+    file has no targets: they start as copies of the online networks, as TD3 initialises them."""
+    meta = validate_training_state(ckpt, path)
+    online_of = dict(zip(TARGET_KEYS, NETWORK_KEYS, strict=True))
+    targets = {key: ckpt[key] if meta.format_version >= 2 else ckpt[online_of[key]] for key in TARGET_KEYS}
+    rng = ckpt.get("rng_state")
+    return TrainingState(
+        architecture=meta.architecture,
+        networks={key: ckpt[key] for key in NETWORK_KEYS},
+        targets=targets,
+        optimizers={key: ckpt[key] for key in OPTIMIZER_KEYS},
+        total_it=meta.total_it,
+        rng_state=dict(rng) if isinstance(rng, Mapping) else {},
+    )
 
 
 def policy_only_payload(ckpt: Mapping, path: Path | None = None) -> dict:

@@ -46,6 +46,7 @@ from visualization_msgs.msg import MarkerArray
 
 from td3_core.actions import VehicleCommand
 from td3_core.checkpoint import CheckpointError, CheckpointMeta, resolve_checkpoint
+from td3_core.device import DeviceError, select_device
 from td3_core.image_codec import ImageError
 from td3_core.observation import ObservationBuilder
 from td3_core.preprocessing import PreprocessConfig, image_topic
@@ -53,7 +54,7 @@ from td3_core.vector_state import ObservationConfig
 from td3_driver.command_loop import FixedRateLoop
 from td3_driver.hot_reload import CheckpointId, CheckpointWatcher, Rejected, Swap
 from td3_driver.params import DriverParams, ParamError, declare
-from td3_driver.policy_runner import DeviceError, PolicyRunner, load_runner, select_device
+from td3_driver.policy_runner import PolicyRunner, load_runner
 from td3_driver.safety import (
     STALE_REASONS,
     Arrival,

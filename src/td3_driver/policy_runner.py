@@ -1,4 +1,4 @@
-"""The policy on its device: device choice, warm-up, timed inference, NaN/inf detection.
+"""The policy on its device (td3_core.device chooses it): warm-up, timed inference, NaN/inf detection.
 
 One forward pass per observation, batch of one, under torch.inference_mode (no autograd
 bookkeeping). Frames travel as uint8 and are scaled on the device by the network's own first
@@ -8,7 +8,6 @@ node's timer starts: the first real command then costs what every later one cost
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
@@ -18,39 +17,13 @@ import torch
 from td3_core.checkpoint import CheckpointError, CheckpointMeta, load_policy
 from td3_core.networks import Policy
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-_DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
 # |tanh| this close to 1 means a pre-activation beyond ~7: on every output at once, for a neutral
 # observation, that is overflowed or broken weights (full steer and full pedal), not a policy.
 SATURATED = 1.0 - 1e-6
 
 
-class DeviceError(RuntimeError):
-    """The requested device cannot be used here."""
-
-
 class PolicyError(RuntimeError):
     """A policy that loads but cannot drive (e.g. its warm-up output is not finite)."""
-
-
-def select_device(requested: str) -> torch.device:
-    """'auto' → cuda when available, else cpu; 'cuda[:n]' must be available, no silent fallback."""
-    if not _DEVICE_RE.fullmatch(requested):
-        raise DeviceError(f"unknown device '{requested}' (use auto, cpu, cuda or cuda:<index>)")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device '{requested}' requested but CUDA is not available to torch {torch.__version__} "
-                "(no GPU, no driver, or a CPU-only build); use device:=auto or device:=cpu"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"device '{requested}' requested but only {torch.cuda.device_count()} GPU(s) exist")
-    return device
 
 
 @dataclass(frozen=True)

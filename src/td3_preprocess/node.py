@@ -19,10 +19,11 @@ import array
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
@@ -31,6 +32,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from td3_core.image_codec import ImageError
+from td3_core.params import Param, ParamError, ParamTable, build, one_of, positive, ros_name
 from td3_core.preprocessing import PREPROCESSED_IMAGE_TOPIC, RAW_IMAGE_TOPIC, PreprocessConfig, frame_from_image_msg
 
 NODE_NAME = "td3_preprocess"
@@ -38,40 +40,33 @@ RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": Reliabil
 EXIT_INVALID_PARAMETER = 2
 
 
-class ParamError(ValueError):
-    pass
+PARAMS = ParamTable(
+    (
+        Param("role_name", "ego_vehicle", "ego vehicle role name: topics are /carla/<role_name>/...", ros_name),
+        Param("image_size", 84, "output frame side, pixels: the trainer's / driver's preprocessing.image_size"),
+        Param(
+            "output_reliability",
+            "reliable",
+            "QoS of the output: reliable, or best_effort for a lossy link (a lost frame is a gap, never a stall)",
+            one_of(*RELIABILITIES),
+        ),
+        Param("log_throttle_s", 5.0, "a bad input is logged at most this often (s)", positive),
+    )
+)
 
 
 @dataclass(frozen=True)
 class PreprocessParams:
-    role_name: str = "ego_vehicle"  # topics are /carla/<role_name>/...
-    image_size: int = 84  # must be the trainer's / driver's preprocessing.image_size
-    output_reliability: str = "reliable"  # best_effort: for a lossy link, a lost frame is a gap, never a stall
-    log_throttle_s: float = 5.0  # a bad input is logged at most this often
+    role_name: str
+    image_size: int
+    output_reliability: str
+    log_throttle_s: float
 
     @classmethod
-    def validate(cls, values: dict) -> PreprocessParams:
-        """Typed, checked parameters; ParamError names the first bad one."""
-        defaults = cls()
-        for name, value in values.items():
-            expected = type(getattr(defaults, name))
-            if expected is float and type(value) is int:
-                values = {**values, name: float(value)}
-            elif type(value) is not expected:
-                kind = {int: "an integer", float: "a number", str: "a string"}[expected]
-                raise ParamError(f"{name} must be {kind}, got {value!r}")
-        params = cls(**values)
-        role = params.role_name
-        if not isinstance(role, str) or not role or not all(c.isalnum() or c == "_" for c in role):
-            raise ParamError(f"role_name must be a ROS name token (letters, digits, _), got {role!r}")
-        try:
-            PreprocessConfig(image_size=params.image_size)
-        except (TypeError, ValueError) as error:
-            raise ParamError(f"image_size: {error}") from None
-        if params.output_reliability not in RELIABILITIES:
-            raise ParamError(f"output_reliability must be reliable or best_effort, got {params.output_reliability!r}")
-        if not params.log_throttle_s > 0:
-            raise ParamError(f"log_throttle_s must be > 0, got {params.log_throttle_s}")
+    def validate(cls, values: Mapping[str, Any]) -> PreprocessParams:
+        """Typed, checked parameters (td3_core.params); ParamError names the first bad one."""
+        params = cls(**PARAMS.validate(values))
+        build(PreprocessConfig, {"image_size": params.image_size})
         return params
 
 
@@ -87,13 +82,7 @@ def preprocessed_image(msg: Image, config: PreprocessConfig) -> Image:
 class PreprocessNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        defaults = PreprocessParams()
-        # Typed by validate(), not by rclpy: a wrong type is a named error, never a traceback.
-        loose = ParameterDescriptor(dynamic_typing=True)
-        values = {
-            name: self.declare_parameter(name, getattr(defaults, name), loose).value for name in defaults.__dict__
-        }
-        self.params = PreprocessParams.validate(values)
+        self.params = PreprocessParams.validate(PARAMS.declare(self))
         p = self.params
         self.config = PreprocessConfig(image_size=p.image_size)
         self.input_topic = f"/carla/{p.role_name}/{RAW_IMAGE_TOPIC}"
@@ -141,7 +130,7 @@ def main(args: list[str] | None = None) -> int:
         try:
             node = PreprocessNode()
         except ParamError as error:
-            get_logger(NODE_NAME).fatal(f"invalid parameter: {error}")
+            get_logger(NODE_NAME).fatal(f"cannot start: {error}")
             return EXIT_INVALID_PARAMETER
         executor = SingleThreadedExecutor()
         executor.add_node(node)

@@ -41,10 +41,10 @@ frame number. A non-finite control is treated as full brake and logged, never a 
 
 from __future__ import annotations
 
-import math
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,6 @@ from builtin_interfaces.msg import Time
 from carla_msgs.msg import CarlaControl, CarlaEgoVehicleControl, CarlaStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -61,22 +60,16 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from td3_drive.srv import ResetEpisode
 
+from td3_core.params import Param, ParamError, ParamTable, non_negative, positive, ros_name
 from td3_sim.ego_vehicle import LATCHED_QOS, LOG_THROTTLE_S, SENSOR_QOS, EgoVehicle, control_from_twist
 from td3_sim.ground_truth import GroundTruthLog
 from td3_sim.messages import stamp_of
-from td3_sim.world import ConfigError, SimConfig
+from td3_sim.world import SimConfig
 
 __all__ = ["LATCHED_QOS", "SENSOR_QOS", "NodeParams", "ParamError", "SimulatorNode", "control_from_twist", "validate"]
 
 DIAGNOSTICS_PERIOD_S = 1.0
 EXIT_INVALID_PARAMETER = 2
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: Any
-    description: str
 
 
 PARAMS = (
@@ -85,8 +78,11 @@ PARAMS = (
         "ego_vehicle",
         "ego vehicle role name: topics are /carla/<role_name>/...; a list (or 'a,b') = that many ego vehicles in "
         "one world, ticked together (synchronous: one command of each per tick)",
+        ros_name,  # of each name: role_names() splits a list first
     ),
-    Param("vehicle_spacing_m", 40.0, "several ego vehicles: each spawns this much further along the track"),
+    Param(
+        "vehicle_spacing_m", 40.0, "several ego vehicles: each spawns this much further along the track", non_negative
+    ),
     Param("image_width", 800, "camera image width, pixels"),
     Param("image_height", 600, "camera image height, pixels"),
     Param("fov", 90.0, "camera horizontal field of view, degrees"),
@@ -94,22 +90,38 @@ PARAMS = (
     Param("fixed_delta_seconds", 0.05, "sim time per tick, seconds"),
     Param("synchronous_mode", True, "tick on commands (true) or on a wall-clock timer (false)"),
     Param("synchronous_mode_wait_for_vehicle_control_command", True, "synchronous mode: one tick per command"),
-    Param("command_wait_timeout_s", 1.0, "synchronous mode: tick with the last control after this; 0 = never"),
+    Param(
+        "command_wait_timeout_s",
+        1.0,
+        "synchronous mode: tick with the last control after this; 0 = never",
+        non_negative,
+    ),
     Param("track", "loop", "loop (built-in) or procedural (generated from the seed)"),
     Param("seed", 0, "initial track/spawn/lighting seed; < 0 = a random one (logged)"),
     Param("randomize_lighting", False, "per-episode brightness and tint from the reset seed"),
     Param("obstacles", 0, "static obstacles (cones, crates) on the road"),
-    Param("publish_rate_hz", 0.0, "ticks per second without waiting for commands; 0 = 1 / fixed_delta_seconds"),
-    Param("twist_max_steering_angle", 1.2217, "rad of angular.z at steer 1 on the twist input"),
+    Param(
+        "publish_rate_hz",
+        0.0,
+        "ticks per second without waiting for commands; 0 = 1 / fixed_delta_seconds",
+        non_negative,
+    ),
+    Param("twist_max_steering_angle", 1.2217, "rad of angular.z at steer 1 on the twist input", positive),
     Param("late_events", True, "collision / lane-invasion events published with the NEXT tick, own stamp (bridge)"),
-    Param("route_delay_ticks", 3, "ticks between a route's trigger (goal, teleport) and its publication"),
+    Param("route_delay_ticks", 3, "ticks between a route's trigger (goal, teleport) and its publication", non_negative),
     Param("publish_routes", True, "run the waypoint-publisher part (false: no route ever comes)"),
-    Param("max_routes", 0, "tests: publish only the first max_routes routes (0 = all)"),
+    Param("max_routes", 0, "tests: publish only the first max_routes routes (0 = all)", non_negative),
     Param("ignore_set_transform", False, "tests: control/set_transform and /initialpose never take effect"),
     Param("reset_service", False, "offer /carla/<role>/reset (not in the bridge; procedural tracks per episode)"),
-    Param("goal_behind_spawn_m", 5.0, "default goal (the map's spawn_points[0]): this far behind the spawn"),
+    Param(
+        "goal_behind_spawn_m",
+        5.0,
+        "default goal (the map's spawn_points[0]): this far behind the spawn",
+        non_negative,
+    ),
     Param("ground_truth_log", "", "JSON-lines file of every tick's true state, teleport and route ('' = none)"),
 )
+TABLE = ParamTable(PARAMS)
 
 
 # Taken as they are into NodeParams (the bridge's behaviour and the test switches).
@@ -123,10 +135,6 @@ BEHAVIOUR_PARAMS = (
     "goal_behind_spawn_m",
     "ground_truth_log",
 )
-
-
-class ParamError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -154,50 +162,27 @@ def role_names(value: Any) -> tuple[str, ...]:
     """role_name as given: one name, a list of names, or names separated by commas."""
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list | tuple) or not names:
-        raise ParamError(f"parameter 'role_name' must be a name or a list of names, got {value!r}")
+        raise ParamError("role_name", f"must be a string (names separated by ',') or a list of strings, got {value!r}")
     roles = tuple(name.strip() if isinstance(name, str) else name for name in names)
     for role in roles:
-        if not isinstance(role, str) or not role or not all(c.isalnum() or c == "_" for c in role) or role[0].isdigit():
-            raise ParamError(f"parameter 'role_name' must be ROS name tokens (letters, digits, _), got {role!r}")
+        problem = ros_name(role) if isinstance(role, str) else "must be a string"
+        if problem:
+            raise ParamError("role_name", f"{problem}, got {role!r}")
     if len(set(roles)) != len(roles):
-        raise ParamError(f"parameter 'role_name' lists a vehicle twice: {', '.join(roles)}")
+        raise ParamError("role_name", f"lists a vehicle twice: {', '.join(roles)}")
     return roles
 
 
-def validate(values: dict[str, Any]) -> NodeParams:
-    """Typed, checked parameters; ParamError names the first bad one."""
-    checked: dict[str, Any] = {}
-    for p in PARAMS:
-        value = values.get(p.name, p.default)
-        if p.name == "role_name":
-            continue  # a name or a list of names: role_names()
-        if isinstance(p.default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(p.default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(p.default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            value = float(value) if ok else value
-            ok = ok and math.isfinite(value)
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            raise ParamError(f"parameter '{p.name}' must be a finite {type(p.default).__name__}, got {value!r}")
-        checked[p.name] = value
+def validate(values: Mapping[str, Any]) -> NodeParams:
+    """Typed, checked parameters (td3_core.params); ParamError names the first bad one."""
     roles = role_names(values.get("role_name", "ego_vehicle"))
-    for name in ("vehicle_spacing_m",):
-        if checked[name] < 0:
-            raise ParamError(f"parameter '{name}' must be >= 0, got {checked[name]}")
+    checked = TABLE.validate({**values, "role_name": roles[0]})
     if len(roles) > 1 and checked["reset_service"]:
         raise ParamError(
-            "parameter 'reset_service' offers one vehicle's reset: with several role_name entries each vehicle "
-            "resets through the bridge's path (control/set_transform, goal), as with CARLA"
+            "reset_service",
+            "offers one vehicle's reset: with several role_name entries each vehicle resets through the bridge's "
+            "path (control/set_transform, goal), as with CARLA",
         )
-    for name in ("command_wait_timeout_s", "publish_rate_hz", "route_delay_ticks", "goal_behind_spawn_m", "max_routes"):
-        if checked[name] < 0:
-            raise ParamError(f"parameter '{name}' must be >= 0, got {checked[name]}")
-    if checked["twist_max_steering_angle"] <= 0:
-        raise ParamError(f"parameter 'twist_max_steering_angle' must be > 0, got {checked['twist_max_steering_angle']}")
     seed = checked["seed"]
     if seed < 0:
         seed = secrets.randbelow(2**31)
@@ -212,10 +197,7 @@ def validate(values: dict[str, Any]) -> NodeParams:
         randomize_lighting=checked["randomize_lighting"],
         obstacles=checked["obstacles"],
     )
-    try:
-        sim.validate()
-    except ConfigError as error:
-        raise ParamError(str(error)) from None
+    sim.validate()  # its ConfigError is a ParamError naming the parameter
     rate = checked["publish_rate_hz"] or 1.0 / sim.fixed_delta_seconds
     return NodeParams(
         role_name=roles[0],
@@ -234,11 +216,7 @@ def validate(values: dict[str, Any]) -> NodeParams:
 class SimulatorNode(Node):
     def __init__(self) -> None:
         super().__init__("carla_simulator")
-        values = {}
-        for p in PARAMS:
-            descriptor = ParameterDescriptor(description=p.description, dynamic_typing=True)
-            values[p.name] = self.declare_parameter(p.name, p.default, descriptor).value
-        self.params = validate(values)
+        self.params = validate(TABLE.declare(self))
         p = self.params
         self.paused = False
         self.ticks = 0
@@ -425,7 +403,7 @@ def main(args: list[str] | None = None) -> int:
         try:
             node = SimulatorNode()
         except ParamError as error:
-            print(f"[carla_simulator] invalid parameter: {error}", file=sys.stderr, flush=True)
+            print(f"[carla_simulator] invalid {error}", file=sys.stderr, flush=True)
             return EXIT_INVALID_PARAMETER
         executor = SingleThreadedExecutor()
         executor.add_node(node)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from td3_core.params import ParamError
 from td3_sim import track as tr
 from td3_sim.dynamics import Control, VehicleParams, VehicleState, step_vehicle
 from td3_sim.obstacles import Obstacle, draw_obstacles, place_obstacles, vehicle_hits
@@ -26,12 +27,12 @@ MAX_OBSTACLES = 50
 NS_PER_S = 1_000_000_000
 
 
-class ConfigError(ValueError):
-    """An invalid configuration value; `param` names it."""
+class ConfigError(ParamError):
+    """An invalid configuration value; `name` (and `param`) names the simulator parameter."""
 
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"parameter '{param}': {message}")
-        self.param = param
+    @property
+    def param(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True)

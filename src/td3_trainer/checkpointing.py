@@ -1,4 +1,5 @@
-"""Checkpoints of a training run: when to save, where, how many to keep, and resuming.
+"""Checkpoints of a training run: when to save, how many to keep, and resuming (the format, the
+files and the atomic writer are td3_core.checkpoint's).
 
 Files: `<models_dir>/<run>/td3_<scenario>_step_<N>.pth`, N = environment steps taken (the
 schedule checkpoint_every counts, and the step budget counts). The agent's own update counter
@@ -15,7 +16,6 @@ starts empty, and the file is kept, renamed to `<name>.damaged`, with an ERROR n
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -23,82 +23,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from td3_core.checkpoint import (
     BEST_POINTER,
     CheckpointError,
-    atomic_write_bytes,
+    TrainingState,
     checkpoint_name,
-    list_checkpoints,
     load_checkpoint_file,
+    load_replay,
     prune_checkpoints,
+    read_metadata,
+    read_training_state,
+    replay_path,
     resolve_checkpoint,
     save_checkpoint,
-    validate_training_state,
+    save_evaluation,
+    save_replay,
     write_latest_pointer,
     write_pointer,
 )
 
-REPLAY_SUFFIX = ".replay.pt"
-EVAL_SUFFIX = ".eval.json"  # an evaluation's results, next to the checkpoint of the evaluated policy
 DAMAGED_SUFFIX = ".damaged"
-REPLAY_FORMAT = "td3_drive.replay/1"
 Log = Callable[[str], None]
-
-
-def replay_path(checkpoint: Path) -> Path:
-    return checkpoint.with_name(checkpoint.stem + REPLAY_SUFFIX)
-
-
-def eval_path(checkpoint: Path) -> Path:
-    return checkpoint.with_name(checkpoint.stem + EVAL_SUFFIX)
 
 
 def default_run_name() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save streamed to a temp file, fsync, rename: no in-memory copy of a big buffer."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            try:
-                torch.save(obj, handle)
-            except RuntimeError as error:  # torch reports a failed write as "unexpected pos ..."
-                cause = _os_error_in(error)
-                if cause is None:
-                    raise
-                raise cause from error
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _os_error_in(error: BaseException) -> OSError | None:
-    """The operating system's error behind `error` (its cause or context chain), if any."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 @dataclass(frozen=True)
 class Resumed:
     path: Path
     checkpoint: dict  # the loaded payload
+    state: TrainingState  # the agent's part of it, validated
     extra: dict  # counters and provenance saved by the trainer
     replay: dict | None  # the replay buffer's state, when one was saved and asked for
     replay_problem: str = ""  # why a saved buffer could not be restored (the file was kept aside)
@@ -145,11 +101,11 @@ class CheckpointManager:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if self.save_replay_buffer and replay_state is not None:
-                _atomic_torch_save({"format": REPLAY_FORMAT, "env_steps": env_steps, "state": replay_state()}, replay)
+                save_replay(path, env_steps, replay_state())
                 wrote_replay = True
             save_checkpoint(payload, path)
             if evaluation is not None:
-                atomic_write_bytes(eval_path(path), (json.dumps(dict(evaluation), indent=1) + "\n").encode())
+                save_evaluation(path, evaluation)
             write_latest_pointer(self.run_dir, path)
             if best:
                 write_pointer(self.run_dir, path, BEST_POINTER)
@@ -168,13 +124,7 @@ class CheckpointManager:
 
     def _prune(self) -> None:
         try:
-            for removed in prune_checkpoints(self.run_dir, self.keep_last):
-                replay_path(removed).unlink(missing_ok=True)
-                eval_path(removed).unlink(missing_ok=True)
-            kept = {p.stem for p in list_checkpoints(self.run_dir)}
-            for replay in self.run_dir.glob(f"*{REPLAY_SUFFIX}"):
-                if replay.name[: -len(REPLAY_SUFFIX)] not in kept:
-                    replay.unlink(missing_ok=True)
+            prune_checkpoints(self.run_dir, self.keep_last)
         except OSError as error:
             self._error(f"pruning old checkpoints in {self.run_dir} failed: {error}")
 
@@ -191,7 +141,8 @@ def load_resume(path: Path, with_replay: bool, expected: Mapping[str, Any] | Non
     give; a checkpoint trained with something else is refused with the difference named.
     """
     checkpoint = load_checkpoint_file(path)
-    meta = validate_training_state(checkpoint, path)
+    state = read_training_state(checkpoint, path)  # validates every state dict
+    meta = read_metadata(checkpoint, path)
     if expected is not None:
         found = {
             "architecture": meta.architecture.to_dict(),
@@ -212,7 +163,7 @@ def load_resume(path: Path, with_replay: bool, expected: Mapping[str, Any] | Non
             replay = load_replay(replay_path(path))
         except CheckpointError as error:
             problem = f"{error}; {_keep_aside(replay_path(path))}"
-    return Resumed(path, checkpoint, dict(extra), replay, problem)
+    return Resumed(path, checkpoint, state, dict(extra), replay, problem)
 
 
 def _keep_aside(path: Path) -> str:
@@ -223,16 +174,3 @@ def _keep_aside(path: Path) -> str:
     except OSError as error:
         return f"it could not be renamed ({error}) and stays as it is"
     return f"kept as {target}"
-
-
-def load_replay(path: Path) -> dict | None:
-    """The saved buffer state, or None when there is none (the caller logs and starts empty)."""
-    if not path.is_file():
-        return None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"replay buffer '{path}' is unreadable: {error}") from error
-    if not isinstance(data, dict) or data.get("format") != REPLAY_FORMAT or not isinstance(data.get("state"), dict):
-        raise CheckpointError(f"replay buffer '{path}' is not a {REPLAY_FORMAT} file")
-    return data["state"]

@@ -1,9 +1,9 @@
 """What a person (or rviz, rqt, TensorBoard) sees of a training run.
 
-Topics (std_msgs/Float32MultiArray; layout.dim[0].label names the fields, comma-separated):
-    ~/episode      once per episode: EPISODE_FIELDS
-    ~/train_stats  every stats_period_s: TRAIN_FIELDS (NaN where there is no value yet)
-    ~/evaluation   after each evaluation (eval_every): EVAL_FIELDS
+Topics (td3_drive/msg types, read by field name: docs/trainer.md "Monitoring"):
+    ~/episode      td3_drive/Episode, once per episode
+    ~/train_stats  td3_drive/TrainStats, every stats_period_s (NaN where there is no value yet)
+    ~/evaluation   td3_drive/Evaluation, after each evaluation (eval_every)
     /diagnostics   every stats_period_s: one DiagnosticStatus, WARN while the loop waits
 The periodic messages come from a timer on the executor's thread, so they keep coming (and
 say what is awaited) while the training loop is blocked waiting for the simulator.
@@ -24,56 +24,31 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+from td3_drive.msg import Episode, Evaluation, TrainStats
 
 from td3_trainer.episode import EpisodeStats
-from td3_trainer.loop import EVALUATION_FIELDS
-from td3_trainer.loop_timing import PHASES
 from td3_trainer.reward import TERMS
 
-REASONS = ("", "collision", "off_road", "goal", "step_limit", "restart")
-EPISODE_FIELDS = (
-    "episode",  # index, from 0
-    "return",
-    "length",  # steps
-    "distance_m",  # path length driven (odometry)
-    "progress_m",  # metres gained along the route
-    "env_steps",  # total environment steps so far
-    "end_reason",  # index into REASONS
-    "gaps",  # segments broken by dropped frames or timeouts
-    *(f"reward_{term}" for term in TERMS),
-)
-TRAIN_FIELDS = (
-    "env_steps",
-    "total_it",  # gradient updates so far
-    "critic_loss",
-    "actor_loss",
-    "q1_mean",
-    "q2_mean",
-    "target_q_mean",
-    "steps_per_s",
-    "updates_per_s",
-    "buffer_size",
-    "episodes",
-    # cumulative wall seconds of the loop's phases (td3_trainer.loop_timing) and in all
-    *(f"{phase}_s" for phase in PHASES),
-    "loop_s",
-)
-EVAL_FIELDS = ("env_steps", *EVALUATION_FIELDS, "score", "best_score")
 STAT_KEYS = ("critic_loss", "actor_loss", "q1_mean", "q2_mean", "target_q_mean")
 
 
-def float_array(fields: tuple[str, ...], values: Mapping[str, float]) -> Float32MultiArray:
-    msg = Float32MultiArray()
-    msg.layout.dim = [MultiArrayDimension(label=",".join(fields), size=len(fields), stride=len(fields))]
-    msg.data = [float(values.get(name, math.nan)) for name in fields]
+def monitoring_message(message_type: type[Any], values: Mapping[str, Any], stamp: Any = None) -> Any:
+    """A monitoring message with each field (but the header) from `values` by its name: NaN for a
+    missing float, 0 for a missing or non-finite integer. Keys that are no field are not sent."""
+    msg = message_type()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    for name, kind in message_type.get_fields_and_field_types().items():
+        if name == "header":
+            continue
+        value = values.get(name, math.nan)
+        if kind == "string":
+            setattr(msg, name, str(value))
+        elif kind.startswith(("int", "uint")):
+            setattr(msg, name, int(value) if math.isfinite(value) else 0)
+        else:
+            setattr(msg, name, float(value))
     return msg
-
-
-def labelled_values(msg: Float32MultiArray) -> dict[str, float]:
-    """float_array's inverse: the values by field name (a subscriber's side of these topics)."""
-    fields = msg.layout.dim[0].label.split(",") if msg.layout.dim else []
-    return dict(zip(fields, (float(value) for value in msg.data), strict=False))
 
 
 class RateMeter:
@@ -112,10 +87,10 @@ class Monitor:
         self.role_name = role_name
         self.stats_period_s = stats_period_s
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._episode_pub = node.create_publisher(Float32MultiArray, "~/episode", qos)
-        self._stats_pub = node.create_publisher(Float32MultiArray, "~/train_stats", qos)
+        self._episode_pub = node.create_publisher(Episode, "~/episode", qos)
+        self._stats_pub = node.create_publisher(TrainStats, "~/train_stats", qos)
         self._diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", qos)
-        self._eval_pub = node.create_publisher(Float32MultiArray, "~/evaluation", qos)
+        self._eval_pub = node.create_publisher(Evaluation, "~/evaluation", qos)
         self._last_eval: dict[str, float] = {}
         self._steps_rate = RateMeter()
         self._updates_rate = RateMeter()
@@ -167,20 +142,24 @@ class Monitor:
 
     def on_episode(self, stats: EpisodeStats, env_steps: int) -> None:
         self._last_return = stats.episode_return
-        values = {
-            "episode": stats.index,
-            "return": stats.episode_return,
-            "length": stats.steps,
-            "distance_m": stats.distance_m,
-            "progress_m": stats.progress_m,
-            "env_steps": env_steps,
-            "end_reason": REASONS.index(stats.reason) if stats.reason in REASONS else -1,
-            "gaps": stats.gaps,
-            **{f"reward_{term}": stats.terms.get(term, 0.0) for term in TERMS},
-        }
-        self._episode_pub.publish(float_array(EPISODE_FIELDS, values))
-        for key in ("return", "length", "distance_m", "progress_m"):
-            self._scalar(f"episode/{key}", float(values[key]), env_steps)
+        # By keyword: a reward term without its field in Episode.msg fails here, not downstream.
+        msg = Episode(
+            episode=stats.index,
+            episode_return=float(stats.episode_return),
+            length=stats.steps,
+            distance_m=float(stats.distance_m),
+            progress_m=float(stats.progress_m),
+            env_steps=env_steps,
+            end_reason=stats.reason,
+            gaps=stats.gaps,
+            **{f"reward_{term}": float(stats.terms.get(term, 0.0)) for term in TERMS},
+        )
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self._episode_pub.publish(msg)
+        values = {"return": stats.episode_return, "length": stats.steps}
+        values.update(distance_m=stats.distance_m, progress_m=stats.progress_m)
+        for key, value in values.items():
+            self._scalar(f"episode/{key}", float(value), env_steps)
         for term in TERMS:
             self._scalar(f"reward/{term}", stats.terms.get(term, 0.0), env_steps)
         line = (
@@ -191,12 +170,13 @@ class Monitor:
         self.log.info(line)  # also on /rosout; the bar redraws below it
 
     def on_evaluation(self, values: Mapping[str, float]) -> None:
-        """One evaluation's results (EVAL_FIELDS): the topic, TensorBoard eval/..., /diagnostics, the log."""
+        """One evaluation's results (Evaluation's fields): the topic, TensorBoard eval/..., /diagnostics, the log."""
         env_steps = int(values["env_steps"])
-        self._eval_pub.publish(float_array(EVAL_FIELDS, values))
-        for key in EVAL_FIELDS[1:]:
-            self._scalar(f"eval/{key}", float(values[key]), env_steps)
-        self._last_eval = {f"eval_{key}": float(values[key]) for key in EVAL_FIELDS}
+        self._eval_pub.publish(monitoring_message(Evaluation, values, self.node.get_clock().now().to_msg()))
+        for key, value in values.items():
+            if key != "env_steps":
+                self._scalar(f"eval/{key}", float(value), env_steps)
+        self._last_eval = {f"eval_{key}": float(value) for key, value in values.items()}
         self.log.info(
             f"evaluation at step {env_steps}: mean return {values['mean_return']:.1f} over {int(values['episodes'])} "
             f"episodes, {values['mean_progress_m']:.1f} m along the route ({100 * values['route_completion']:.0f} %), "
@@ -217,7 +197,7 @@ class Monitor:
         self.steps_per_s = self._steps_rate.update(env_steps, now)
         self.updates_per_s = self._updates_rate.update(total_it, now)
         values = {**snapshot, "steps_per_s": self.steps_per_s, "updates_per_s": self.updates_per_s, **self._last_stats}
-        self._stats_pub.publish(float_array(TRAIN_FIELDS, values))
+        self._stats_pub.publish(monitoring_message(TrainStats, values, self.node.get_clock().now().to_msg()))
         self._scalar("perf/steps_per_s", self.steps_per_s, env_steps)
         self._scalar("perf/updates_per_s", self.updates_per_s, env_steps)
         self._scalar("buffer/size", float(snapshot.get("buffer_size", 0)), env_steps)

@@ -31,7 +31,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from td3_core.checkpoint import CheckpointError, read_metadata
+from td3_core.checkpoint import CheckpointError, read_metadata, training_payload
+from td3_core.device import DeviceError, select_device
 from td3_trainer import params as trainer_params
 from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
 from td3_trainer.env_client import RosEnv
@@ -60,14 +61,6 @@ def default_threads() -> int:
     return max(1, cores - 1)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise StartupError(f"device: '{name}' requested but CUDA is not available")
-    return torch.device(name)
-
-
 class TrainerNode(Node):
     def __init__(self, stop: threading.Event) -> None:
         super().__init__("td3_trainer")
@@ -75,12 +68,15 @@ class TrainerNode(Node):
         try:
             self.params: TrainerParams = trainer_params.validate(trainer_params.declare(self))
         except ParamError as error:
-            raise StartupError(f"invalid parameter {error}") from error
+            raise StartupError(f"invalid {error}") from error
         p = self.params
         self.log = self.get_logger()
         torch.set_num_threads(int(p.num_threads) or default_threads())
         torch.manual_seed(int(p.seed))
-        self.device = resolve_device(str(p.device))
+        try:
+            self.device = select_device(str(p.device))
+        except DeviceError as error:
+            raise StartupError(f"invalid parameter 'device': {error}") from error
         resumed = self._load_resume()
         if resumed is not None:  # the checkpoint's own networks and input pipeline profile
             meta = read_metadata(resumed.checkpoint, resumed.path)
@@ -231,7 +227,7 @@ class TrainerNode(Node):
             raise StartupError(f"resume: {error}") from error
 
     def _restore(self, resumed: Resumed) -> None:
-        self.agent.load_checkpoint_payload(resumed.checkpoint, restore_rng=True)
+        self.agent.restore(resumed.state, restore_rng=True)
         extra = resumed.extra
         self.loop.env_steps = int(extra.get("env_steps", 0))
         self.loop.episodes = int(extra.get("episodes", 0))
@@ -308,7 +304,8 @@ class TrainerNode(Node):
         }
         learner = self.loop.learner
         with learner.lock if learner is not None else contextlib.nullcontext():
-            payload = self.agent.checkpoint_payload(
+            payload = training_payload(
+                self.agent.state(),
                 preprocess=p.preprocess.to_dict(),
                 observation=p.observation.to_dict(),
                 action=p.action.to_dict(),

@@ -9,77 +9,49 @@ top level, named exactly like the TD3Config fields.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from td3_core import networks, preprocessing, vector_state
 from td3_core.actions import ACTION_DIM, ActionConfig
+from td3_core.device import device_name_problem
 from td3_core.networks import Architecture
+from td3_core.params import (
+    Param,
+    ParamError,
+    ParamTable,
+    Value,
+    at_least,
+    build,
+    file_name_part,
+    in_range,
+    non_negative,
+    one_of,
+    positive,
+    ros_name,
+)
 from td3_core.preprocessing import PreprocessConfig
 from td3_core.vector_state import ObservationConfig
 from td3_trainer.episode import EpisodeConfig
 from td3_trainer.reward import RewardConfig
 
-Value = bool | int | float | str
-Check = Callable[[Any], str | None]  # returns what is wrong, or None
-
-
-class ParamError(ValueError):
-    """An invalid parameter value; the message starts with the parameter's name."""
-
-
-def _positive(v: float) -> str | None:
-    return None if math.isfinite(v) and v > 0 else "must be > 0"
-
-
-def _non_negative(v: float) -> str | None:
-    return None if math.isfinite(v) and v >= 0 else "must be >= 0"
-
-
-def _at_least(low: int) -> Check:
-    return lambda v: None if v >= low else f"must be >= {low}"
-
-
-def _one_of(*choices: str) -> Check:
-    return lambda v: None if v in choices else f"must be one of {', '.join(repr(c) for c in choices)}"
-
-
-def _device(v: str) -> str | None:
-    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) else "must be 'auto', 'cpu', 'cuda' or 'cuda:<index>'"
-
-
-def _file_name_part(v: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z0-9_.-]+", v) else "must be letters, digits, '_', '-' or '.' (a file name)"
+__all__ = ["PARAMS", "TABLE", "TD3_PARAMS", "ParamError", "TrainerParams", "declare", "validate"]
 
 
 def _run_name(v: str) -> str | None:
-    return None if v == "" else _file_name_part(v)
-
-
-def _name(v: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z0-9_]+", v) else "must be letters, digits or '_' (a ROS name)"
+    return None if v == "" else file_name_part(v)
 
 
 def _role_names(v: str) -> str | None:
+    """One role name, or several separated by ',' (one learner fed by those vehicles), each once."""
     roles = v.split(",")
-    if any(_name(r) for r in roles) or len(set(roles)) != len(roles):
-        return "must be role names (letters, digits or '_') separated by ',', each once"
-    return None
-
-
-def _below_one_s(v: float) -> str | None:
-    return None if math.isfinite(v) and 0 < v <= 1.0 else "must be in (0, 1] seconds"
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: Value
-    description: str
-    check: Check | None = None
+    for role in roles:
+        problem = ros_name(role)
+        if problem:
+            return f"{problem} (several: separated by ',')"
+    return None if len(set(roles)) == len(roles) else "lists a vehicle twice"
 
 
 # The TD3 hyper-parameters (TD3Config fields; `seed` is the node's seed).
@@ -111,7 +83,7 @@ TD3_PARAMS = (
         "critic",
         "critic: the actor reads the critic CNN's features (no gradient), its CNN mirrors the critic's; "
         "own: the actor loss trains the actor's own CNN",
-        _one_of("critic", "own"),
+        one_of("critic", "own"),
     ),
 )
 
@@ -151,44 +123,49 @@ PARAMS: tuple[Param, ...] = (
         "raw",
         "raw: the camera (/carla/<role>/rgb_front/image), preprocessed here; preprocessed: the 84x84 mono8 frames "
         "of the preprocessing node (td3_preprocess, /carla/<role>/rgb_front/preprocessed)",
-        _one_of(*preprocessing.IMAGE_INPUTS),
+        one_of(*preprocessing.IMAGE_INPUTS),
     ),
     Param("run_name", "", "sub-directory of models_dir (and log_dir); '' = a timestamp, or the resumed run", _run_name),
-    Param("scenario", "scenario_0", "scenario name in checkpoint file names", _file_name_part),
+    Param("scenario", "scenario_0", "scenario name in checkpoint file names", file_name_part),
     Param("models_dir", "models", "directory of the runs' checkpoints"),
-    Param("device", "auto", "torch device: auto, cpu, cuda, cuda:<n>", _device),
-    Param("seed", 0, "seed of torch, numpy, the replay buffer and exploration", _at_least(0)),
-    Param("num_threads", 0, "torch CPU threads; 0 = all cores but one", _at_least(0)),
-    Param("total_steps", 0, "environment step budget including resumed steps; 0 = unlimited", _at_least(0)),
-    Param("max_episode_steps", 1000, "actions per episode before it is truncated", _at_least(1)),
-    Param("checkpoint_every", 5000, "checkpoint every N environment steps; 0 = only on shutdown", _at_least(0)),
-    Param("keep_last", 5, "checkpoints kept per run; 0 = keep all", _at_least(0)),
-    Param("eval_every", 0, "evaluate without noise every N env steps (checkpoint, `best`); 0 = never", _at_least(0)),
-    Param("eval_episodes", 3, "episodes per evaluation, from start poses (or tracks) training never has", _at_least(1)),
+    Param("device", "auto", "torch device: auto, cpu, cuda, cuda:<n>", device_name_problem),
+    Param("seed", 0, "seed of torch, numpy, the replay buffer and exploration", at_least(0)),
+    Param("num_threads", 0, "torch CPU threads; 0 = all cores but one", at_least(0)),
+    Param("total_steps", 0, "environment step budget including resumed steps; 0 = unlimited", at_least(0)),
+    Param("max_episode_steps", 1000, "actions per episode before it is truncated", at_least(1)),
+    Param("checkpoint_every", 5000, "checkpoint every N environment steps; 0 = only on shutdown", at_least(0)),
+    Param("keep_last", 5, "checkpoints kept per run; 0 = keep all", at_least(0)),
+    Param("eval_every", 0, "evaluate without noise every N env steps (checkpoint, `best`); 0 = never", at_least(0)),
+    Param("eval_episodes", 3, "episodes per evaluation, from start poses (or tracks) training never has", at_least(1)),
     Param("resume", "", "'' = new run, a .pth path, a run directory or 'latest'"),
     Param("save_replay_buffer", False, "also save/restore the replay buffer next to each checkpoint"),
-    Param("updates_per_step", 1, "gradient updates per environment step once learning has started", _at_least(0)),
+    Param("updates_per_step", 1, "gradient updates per environment step once learning has started", at_least(0)),
     Param("async_updates", False, "gradient updates on their own thread, never delaying the next command"),
-    Param("frame_timeout_s", 2.0, "seconds to wait for the next frame before re-sending the action", _positive),
-    Param("max_timeouts", 3, "consecutive frame timeouts that make a gap (no transition across it)", _at_least(1)),
-    Param("odometry_wait_s", 0.1, "seconds an image waits for the odometry of its stamp", _non_negative),
-    Param("fixed_delta_seconds", 0.05, "simulator tick; stamps further apart than 1.5 ticks are a drop", _below_one_s),
+    Param("frame_timeout_s", 2.0, "seconds to wait for the next frame before re-sending the action", positive),
+    Param("max_timeouts", 3, "consecutive frame timeouts that make a gap (no transition across it)", at_least(1)),
+    Param("odometry_wait_s", 0.1, "seconds an image waits for the odometry of its stamp", non_negative),
+    Param(
+        "fixed_delta_seconds",
+        0.05,
+        "simulator tick; stamps further apart than 1.5 ticks are a drop",
+        in_range(0.0, 1.0, low_open=True),
+    ),
     Param("reset_service", "", "'' = reset through the bridge (set_transform, goal); or a ResetEpisode service name"),
-    Param("start_pose_spacing_m", 20.0, "bridge reset: start poses every this many m of the start-up route", _positive),
-    Param("reset_goal_ahead_m", 200.0, "bridge reset: the goal lies this far along the start-up route", _positive),
-    Param("reset_attempts", 5, "bridge reset: teleports tried (each to another pose) before stopping", _at_least(1)),
-    Param("reset_settle_ticks", 40, "bridge reset: brake ticks one teleport may take to settle", _at_least(1)),
-    Param("reset_tolerance_m", 1.0, "bridge reset: how close to its start pose the car must be", _positive),
-    Param("min_route_m", 20.0, "bridge reset: a new route shorter than this is refused", _positive),
-    Param("reset_timeout_s", 10.0, "seconds to wait for the reset service's answer before asking again", _positive),
+    Param("start_pose_spacing_m", 20.0, "bridge reset: start poses every this many m of the start-up route", positive),
+    Param("reset_goal_ahead_m", 200.0, "bridge reset: the goal lies this far along the start-up route", positive),
+    Param("reset_attempts", 5, "bridge reset: teleports tried (each to another pose) before stopping", at_least(1)),
+    Param("reset_settle_ticks", 40, "bridge reset: brake ticks one teleport may take to settle", at_least(1)),
+    Param("reset_tolerance_m", 1.0, "bridge reset: how close to its start pose the car must be", positive),
+    Param("min_route_m", 20.0, "bridge reset: a new route shorter than this is refused", positive),
+    Param("reset_timeout_s", 10.0, "seconds to wait for the reset service's answer before asking again", positive),
     Param(
         "route_startup_timeout_s",
         600.0,
         "seconds to wait for the first route (carla_waypoint_publisher) before stopping; 0 = wait forever",
-        _non_negative,
+        non_negative,
     ),
     Param(
-        "episode_seed", -1, "-1 = same track every episode; >= 0: episode k gets seed episode_seed + k", _at_least(-1)
+        "episode_seed", -1, "-1 = same track every episode; >= 0: episode k gets seed episode_seed + k", at_least(-1)
     ),
     Param(
         "use_speedometer",
@@ -198,11 +175,11 @@ PARAMS: tuple[Param, ...] = (
     Param("progress", True, "console progress bar (tqdm)"),
     Param("tensorboard", True, "write TensorBoard scalars to log_dir/run_name"),
     Param("log_dir", "runs", "TensorBoard directory"),
-    Param("stats_period_s", 1.0, "seconds between ~/train_stats and /diagnostics messages", _positive),
+    Param("stats_period_s", 1.0, "seconds between ~/train_stats and /diagnostics messages", positive),
     *TD3_PARAMS,
-    Param("network.feature_dim", 512, "CNN feature size", _at_least(1)),
-    Param("network.hidden_dim", 256, "hidden units of the actor and critic heads", _at_least(1)),
-    Param("network.cnn_dropout", 0.0, "dropout after each conv block", lambda v: None if 0 <= v < 1 else "in [0, 1)"),
+    Param("network.feature_dim", 512, "CNN feature size", at_least(1)),
+    Param("network.hidden_dim", 256, "hidden units of the actor and critic heads", at_least(1)),
+    Param("network.cnn_dropout", 0.0, "dropout after each conv block", in_range(0.0, 1.0, high_open=True)),
     Param("preprocessing.image_size", 84, "frames are resized to image_size x image_size grayscale"),
     Param("preprocessing.frame_stack", 4, "frames per observation"),
     Param("observation.use_vector_state", True, "feed speed, lane offset, heading error and waypoints"),
@@ -219,23 +196,13 @@ PARAMS: tuple[Param, ...] = (
     Param("episode.terminate_on_off_road", True, "leaving the road ends the episode as a terminal state"),
     *(Param(f"reward.{name}", value, REWARD_DESCRIPTIONS[name]) for name, value in RewardConfig().to_dict().items()),
 )
-PARAM_NAMES = tuple(p.name for p in PARAMS)
-
-
-def coerce(param: Param, value: Any) -> Value:
-    """The value with the default's type; ints are accepted for floats, nothing else converts."""
-    expected = type(param.default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if type(value) is not expected:
-        raise ParamError(f"{param.name}: expected a {expected.__name__}, got {value!r} ({type(value).__name__})")
-    return value
+TABLE = ParamTable(PARAMS)
 
 
 @dataclass(frozen=True)
 class TrainerParams:
-    values: dict[str, Value]  # every parameter, by name: what the checkpoint's config holds
-    td3: dict[str, Value]  # TD3Config fields (seed included)
+    values: Mapping[str, Value]  # every parameter, by name (read-only): what the checkpoint's config holds
+    td3: Mapping[str, Value]  # TD3Config fields (seed included)
     preprocess: PreprocessConfig
     observation: ObservationConfig
     action: ActionConfig
@@ -272,53 +239,38 @@ def _group(values: Mapping[str, Value], prefix: str) -> dict[str, Value]:
     return {k[len(prefix) + 1 :]: v for k, v in values.items() if k.startswith(prefix + ".")}
 
 
-def _build(name: str, factory: Callable[..., Any], fields: dict[str, Value]) -> Any:
-    try:
-        return factory(**fields)
-    except (TypeError, ValueError) as error:
-        raise ParamError(f"{name}.{error}" if name else str(error)) from error
-
-
 def validate(raw: Mapping[str, Any]) -> TrainerParams:
     """Type-check and validate every parameter (missing ones take their default)."""
-    unknown = sorted(set(raw) - set(PARAM_NAMES))
-    if unknown:
-        raise ParamError(f"{unknown[0]}: unknown parameter")
-    values: dict[str, Value] = {}
-    for param in PARAMS:
-        value = coerce(param, raw.get(param.name, param.default))
-        problem = param.check(value) if param.check else None
-        if problem:
-            raise ParamError(f"{param.name}: {problem}, got {value!r}")
-        values[param.name] = value
-
-    td3 = {p.name: values[p.name] for p in TD3_PARAMS} | {"seed": values["seed"]}
+    values = TABLE.validate(raw)
+    td3 = MappingProxyType({p.name: values[p.name] for p in TD3_PARAMS} | {"seed": values["seed"]})
     _check_td3(td3)
-    preprocess = _build("preprocessing", PreprocessConfig, _group(values, "preprocessing"))
-    observation = _build("observation", ObservationConfig, _group(values, "observation"))
-    action = _build("action", ActionConfig, _group(values, "action"))
-    reward = _build("reward", RewardConfig, _group(values, "reward"))
-    episode = _build(
-        "episode", EpisodeConfig, {"max_episode_steps": values["max_episode_steps"], **_group(values, "episode")}
-    )
-    network = _group(values, "network")
-    architecture = _build(
-        "",
+    preprocess = build(PreprocessConfig, _group(values, "preprocessing"), "preprocessing.")
+    observation = build(ObservationConfig, _group(values, "observation"), "observation.")
+    action = build(ActionConfig, _group(values, "action"), "action.")
+    reward = build(RewardConfig, _group(values, "reward"), "reward.")
+    episode_fields = {"max_episode_steps": values["max_episode_steps"], **_group(values, "episode")}
+    episode = build(EpisodeConfig, episode_fields, "episode.", max_episode_steps="max_episode_steps")
+    architecture = build(
         Architecture,
         {
             "frame_stack": preprocess.frame_stack,
             "image_size": preprocess.image_size,
             "vector_dim": observation.vector_dim,
             "action_dim": ACTION_DIM,
-            **network,
+            **_group(values, "network"),
         },
+        "network.",
+        frame_stack="preprocessing.frame_stack",
+        image_size="preprocessing.image_size",
+        vector_dim="observation.use_vector_state",
+        action_dim="network",
     )
     try:
         from td3_core.networks import build_cnn
 
         build_cnn(architecture)
     except ValueError as error:
-        raise ParamError(f"preprocessing.image_size: {error}") from error
+        raise ParamError("preprocessing.image_size", str(error)) from error
     return TrainerParams(values, td3, preprocess, observation, action, reward, episode, architecture)
 
 
@@ -352,13 +304,10 @@ def with_checkpoint_profile(
 def _check_td3(td3: dict[str, Value]) -> None:
     from td3_trainer.config import TD3Config
 
-    try:
-        TD3Config(**td3)
-    except (TypeError, ValueError) as error:
-        raise ParamError(str(error)) from error
+    build(TD3Config, td3)
     if td3["learning_starts"] > td3["buffer_size"]:
         raise ParamError(
-            f"learning_starts: must be <= buffer_size ({td3['buffer_size']}), got {td3['learning_starts']}"
+            "learning_starts", f"must be <= buffer_size ({td3['buffer_size']}), got {td3['learning_starts']}"
         )
 
 
@@ -366,10 +315,5 @@ def _check_td3(td3: dict[str, Value]) -> None:
 
 
 def declare(node: Any) -> dict[str, Any]:
-    """Declare every parameter (read-only, typed by our own check) and return the values."""
-    from rcl_interfaces.msg import ParameterDescriptor
-
-    for param in PARAMS:
-        descriptor = ParameterDescriptor(description=param.description, read_only=True, dynamic_typing=True)
-        node.declare_parameter(param.name, param.default, descriptor)
-    return {param.name: node.get_parameter(param.name).value for param in PARAMS}
+    """Declare every parameter (read-only, typed by the table's own check) and return the values."""
+    return TABLE.declare(node)

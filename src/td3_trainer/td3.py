@@ -25,25 +25,13 @@ import torch
 from torch import nn
 from torch.nn.functional import mse_loss
 
-from td3_core.actions import ActionConfig
-from td3_core.checkpoint import (
-    FORMAT_VERSION,
-    NETWORK_KEYS,
-    OPTIMIZER_KEYS,
-    TARGET_KEYS,
-    read_metadata,
-    validate_training_state,
-)
+from td3_core.checkpoint import NETWORK_KEYS, OPTIMIZER_KEYS, TARGET_KEYS, TrainingState
+from td3_core.device import select_device
 from td3_core.networks import Architecture, NatureCNN, build_actor, build_cnn, build_critic, encode_state
-from td3_core.preprocessing import PreprocessConfig, scale_frames
-from td3_core.vector_state import ObservationConfig
+from td3_core.preprocessing import scale_frames
 from td3_trainer.augment import random_shift
 from td3_trainer.config import TD3Config
 from td3_trainer.replay_buffer import Batch
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _adam(module: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -82,18 +70,11 @@ def _match_parameters(optimizer: torch.optim.Optimizer) -> None:
                     state[key] = torch.empty_like(param).copy_(value)
 
 
-def _as_dict(value: Any, kind: type) -> dict:
-    """A config dataclass or its dict → a validated plain dict."""
-    if isinstance(value, kind):
-        return value.to_dict()
-    return kind.from_dict(dict(value)).to_dict()
-
-
 class TD3Agent:
     def __init__(self, arch: Architecture, config: TD3Config, device: str | torch.device | None = "cpu") -> None:
         self.arch = arch
         self.config = config
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = torch.device(device) if device is not None else select_device("auto")
         # Initial weights depend on config.seed only, not on whatever used the global RNG before.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -320,75 +301,42 @@ class TD3Agent:
             if len(cuda_states) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
 
-    def checkpoint_payload(
-        self,
-        *,
-        preprocess: PreprocessConfig | Mapping,
-        observation: ObservationConfig | Mapping,
-        action: ActionConfig | Mapping,
-        config: Mapping | TD3Config,
-        extra: Mapping | None = None,
-    ) -> dict:
-        """Everything td3_core.checkpoint defines (format 2), as tensors and plain values only.
+    def state(self) -> TrainingState:
+        """Detached CPU copies of everything a training checkpoint stores of this agent (a state
+        that later updates cannot change); td3_core.checkpoint turns it into a file."""
+        modules = self._networks()
+        return TrainingState(
+            architecture=self.arch,
+            networks={key: _to_cpu(modules[key].state_dict()) for key in NETWORK_KEYS},
+            targets={key: _to_cpu(modules[key].state_dict()) for key in TARGET_KEYS},
+            optimizers={key: _to_cpu(optimizer.state_dict()) for key, optimizer in self._optimizers().items()},
+            total_it=int(self.total_it),
+            rng_state=_to_cpu(self.rng_state()),
+        )
 
-        `extra` is stored under "extra" and its entries are also merged at the top level."""
-        payload: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "architecture": self.arch.to_dict(),
-            "preprocessing": _as_dict(preprocess, PreprocessConfig),
-            "observation": _as_dict(observation, ObservationConfig),
-            "action": _as_dict(action, ActionConfig),
-            "config": config.to_dict() if isinstance(config, TD3Config) else dict(config),
-            "total_it": int(self.total_it),
-            "rng_state": _to_cpu(self.rng_state()),
-        }
-        for key, module in self._networks().items():
-            payload[key] = _to_cpu(module.state_dict())
-        for key, optimizer in self._optimizers().items():
-            payload[key] = _to_cpu(optimizer.state_dict())
-        if extra:
-            clash = sorted(set(extra) & (set(payload) | {"extra"}))
-            if clash:
-                raise ValueError(f"extra keys {clash} would overwrite checkpoint keys")
-            payload.update(dict(extra))
-            payload["extra"] = dict(extra)
-        return payload
-
-    def load_checkpoint_payload(self, ckpt: Mapping, restore_rng: bool = True) -> None:
-        """Restore networks, targets (an original-format file has none: copies of the online
-        networks), optimizers, total_it and, when asked, the random states.
-
-        Raises CheckpointError for an invalid payload and ValueError for another architecture.
+    def restore(self, state: TrainingState, restore_rng: bool = True) -> None:
+        """Networks, targets, optimizers, total_it and, when asked, the random states of `state`
+        (td3_core.checkpoint.read_training_state). ValueError for another architecture.
         The learning rates stay this agent's config's (a resumed run may change them)."""
-        meta = validate_training_state(ckpt)
-        if meta.architecture != self.arch:
-            raise ValueError(f"checkpoint architecture {meta.architecture} differs from the agent's {self.arch}")
-        networks = self._networks()
-        for key in NETWORK_KEYS:
-            networks[key].load_state_dict(ckpt[key])
-        online_of = dict(zip(TARGET_KEYS, NETWORK_KEYS, strict=True))
-        for key in TARGET_KEYS:
-            networks[key].load_state_dict(ckpt[key] if meta.format_version >= 2 else ckpt[online_of[key]])
+        if state.architecture != self.arch:
+            raise ValueError(f"checkpoint architecture {state.architecture} differs from the agent's {self.arch}")
+        modules = self._networks()
+        for key, module_state in {**state.networks, **state.targets}.items():
+            modules[key].load_state_dict(module_state)
         for key, optimizer in self._optimizers().items():
             ours = [dict(group) for group in optimizer.param_groups]
-            optimizer.load_state_dict(ckpt[key])
+            optimizer.load_state_dict(state.optimizers[key])
             for group, own in zip(optimizer.param_groups, ours, strict=True):
                 for name in ("lr", "fused", "foreach"):  # our settings, not the file's
                     group[name] = own[name]
             _match_parameters(optimizer)
-        self.total_it = meta.total_it
-        if restore_rng and isinstance(ckpt.get("rng_state"), Mapping):
-            self.set_rng_state(ckpt["rng_state"])
+        self.total_it = state.total_it
+        if restore_rng and state.rng_state:
+            self.set_rng_state(state.rng_state)
 
     @classmethod
-    def from_checkpoint(
-        cls, ckpt: Mapping, config: TD3Config | None = None, device: str | torch.device | None = None
-    ) -> TD3Agent:
-        """An agent built from the checkpoint's architecture (and config, unless given), restored."""
-        arch = read_metadata(ckpt).architecture
-        if config is None:
-            saved = ckpt.get("config")
-            config = TD3Config.from_dict(dict(saved) if isinstance(saved, Mapping) else {})
-        agent = cls(arch, config, device)
-        agent.load_checkpoint_payload(ckpt)
+    def from_state(cls, state: TrainingState, config: TD3Config, device: str | torch.device | None = None) -> TD3Agent:
+        """An agent of the state's architecture, restored."""
+        agent = cls(state.architecture, config, device)
+        agent.restore(state)
         return agent
