@@ -177,10 +177,9 @@ def bench_learning(shape: str, vehicles: int, camera: tuple[int, int], seconds: 
     env steps/s and updates/s from its ~/train_stats, CPU of the trainer and the simulators."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from std_msgs.msg import Float32MultiArray
+    from td3_drive.msg import TrainStats
 
     from td3_bringup.graph import trainer_node
-    from td3_trainer.monitor import labelled_values
 
     roles = [f"learn_v{k}" for k in range(vehicles)]
     sim_overrides = {
@@ -201,9 +200,9 @@ def bench_learning(shape: str, vehicles: int, camera: tuple[int, int], seconds: 
 
     def on_stats(msg) -> None:
         with lock:
-            stats.append((time.monotonic(), labelled_values(msg)))
+            stats.append((time.monotonic(), {"env_steps": msg.env_steps, "total_it": msg.total_it}))
 
-    node.create_subscription(Float32MultiArray, "/td3_trainer/train_stats", on_stats, 100)
+    node.create_subscription(TrainStats, "/td3_trainer/train_stats", on_stats, 100)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     threading.Thread(target=executor.spin, daemon=True).start()
