@@ -109,27 +109,17 @@ def train(loop: TrainingLoop, env: SimEnv) -> dict:
     }
 
 
-def ours_for_sb3(arch: Architecture) -> dict:
-    """Our network sizes in SB3's terms: separate actor and critic CNNs of feature_dim features
-    (NatureCNN, our CNN's layers), heads of two hidden_dim layers."""
-    features = {"cnn_output_dim" if arch.vector_dim else "features_dim": arch.feature_dim}
-    return dict(
-        share_features_extractor=False,
-        net_arch=[arch.hidden_dim, arch.hidden_dim],
-        features_extractor_kwargs=features,
-    )
-
-
 def train_sb3(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.ndarray], dict]:
     """SB3's TD3 on the same environment and budget; its deterministic policy for the evaluations."""
     from stable_baselines3 import TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
     from bench.gym_env import SimGymEnv
+    from bench.sb3_baseline import policy_kwargs
 
     gym_env = SimGymEnv(env)
     config = TD3Config.from_dict(params.td3)
-    dict_obs = params.architecture.vector_dim > 0
+    arch: Architecture = params.architecture
     settings = dict(learning_starts=args.learning_starts, buffer_size=args.steps + 1, seed=args.seed, device="cpu")
     if args.sb3_settings == "ours":
         settings |= dict(
@@ -143,9 +133,9 @@ def train_sb3(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nda
             action_noise=NormalActionNoise(np.zeros(2), np.full(2, config.exploration_noise)),
             train_freq=1,
             gradient_steps=int(params.updates_per_step),
-            policy_kwargs=ours_for_sb3(params.architecture),
+            policy_kwargs=policy_kwargs(arch.feature_dim, arch.hidden_dim, dict_observations=arch.vector_dim > 0),
         )
-    model = TD3("MultiInputPolicy" if dict_obs else "CnnPolicy", gym_env, verbose=0, **settings)
+    model = TD3("MultiInputPolicy" if arch.vector_dim else "CnnPolicy", gym_env, verbose=0, **settings)
     started = time.perf_counter()
     model.learn(total_timesteps=args.steps)
     seconds = time.perf_counter() - started

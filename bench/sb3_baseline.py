@@ -13,8 +13,12 @@ OBS_SHAPE = (4, 84, 84)
 ACTION_DIM = 2
 
 
-def policy_kwargs() -> dict:
-    return dict(share_features_extractor=False, net_arch=[256, 256], features_extractor_kwargs=dict(features_dim=512))
+def policy_kwargs(feature_dim: int = 512, hidden_dim: int = 256, dict_observations: bool = False) -> dict:
+    """Our network sizes in SB3's terms: separate actor and critic CNNs (NatureCNN, our CNN's layers)
+    of feature_dim features, heads of two hidden_dim layers. With Dict observations (the vector
+    state beside the frames) SB3's CombinedExtractor names the CNN's size cnn_output_dim."""
+    features = {"cnn_output_dim" if dict_observations else "features_dim": feature_dim}
+    return dict(share_features_extractor=False, net_arch=[hidden_dim, hidden_dim], features_extractor_kwargs=features)
 
 
 def make_env(obs_shape: tuple[int, ...] = OBS_SHAPE, action_dim: int = ACTION_DIM):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from carla_msgs.msg import CarlaEgoVehicleControl, CarlaStatus
 from diagnostic_msgs.msg import DiagnosticArray
 from td3_drive.msg import Episode, TrainStats
 
@@ -71,19 +70,14 @@ class Observer(BackgroundNode):
     def __init__(self, role: str = "ego_vehicle") -> None:
         super().__init__("trainer_test_observer")
         self.lock = threading.Lock()
-        self.commands = 0
-        self.answered_ns: list[int] = []  # the stamp each command answers (the frame the trainer saw)
-        self.status: list[int] = []
         self.train_stats: list[TrainStats] = []
         self.episodes: list[Episode] = []
         self.diagnostics: list = []
         node = self.node
-        # The counts are exact, so the reader's history must hold everything that arrives while this
-        # thread is starved of CPU (a loaded machine): DDS fills it on its own threads, and a
-        # KEEP_LAST of 100 silently dropped the oldest commands.
+        # The reader's history holds everything that arrives while this thread is starved of CPU (a
+        # loaded machine): DDS fills it on its own threads. (Commands and ticks are counted from
+        # the simulator's ground-truth log: the trainer's writer keeps only 10 for a slow reader.)
         depth = 10_000
-        node.create_subscription(CarlaEgoVehicleControl, f"/carla/{role}/vehicle_control_cmd", self._command, depth)
-        node.create_subscription(CarlaStatus, "/carla/status", lambda m: self._add(self.status, int(m.frame)), depth)
         node.create_subscription(TrainStats, "/td3_trainer/train_stats", self._stats, depth)
         node.create_subscription(Episode, "/td3_trainer/episode", self._episode, depth)
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add(self.diagnostics, m), depth)
@@ -91,11 +85,6 @@ class Observer(BackgroundNode):
     def _add(self, items: list, value) -> None:
         with self.lock:
             items.append(value)
-
-    def _command(self, msg: CarlaEgoVehicleControl) -> None:
-        with self.lock:
-            self.commands += 1
-            self.answered_ns.append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
 
     def _stats(self, msg: TrainStats) -> None:
         self._add(self.train_stats, msg)
