@@ -32,12 +32,13 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from bench.heldout_eval import evaluate_heldout
+from bench.heldout_eval import evaluate_heldout, evaluation_seeds_are_held_out
 from td3_bringup.graph import file_parameters, repo_config_dir
 from td3_core.networks import Architecture
 from td3_sim.world import SimConfig
@@ -85,12 +86,7 @@ def train_ours(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nd
     buffer = FrameReplayBuffer(
         args.steps + 1, (arch.image_size, arch.image_size), arch.frame_stack, arch.vector_dim, seed=args.seed
     )
-    settings = LoopSettings(
-        total_steps=args.steps,
-        learning_starts=args.learning_starts,
-        batch_size=args.batch_size,
-        updates_per_step=int(params.updates_per_step),
-    )
+    settings = LoopSettings.of(params)  # the node's: budget, warm-up, batch, updates, episode seeds
     loop = TrainingLoop(agent, buffer, config, settings, np.random.default_rng(args.seed))
     training = {"trainer": "td3-drive", **train(loop, env)}
     return lambda s: agent.act(s.frames, s.vector), training
@@ -172,6 +168,19 @@ def main() -> None:
         help="bridge: the trainer's resets through the bridge, open 1 m routes (default); service: the reset "
         "service's respawn and closed lap route (the behaviour before)",
     )
+    parser.add_argument(
+        "--tracks",
+        choices=("loop", "procedural"),
+        default="loop",
+        help="loop: train on the loop track (seed 0); procedural: every training episode on the procedural track "
+        "and lighting of its episode seed (episode_seed + k, reset-service resets; episode_seed must be >= 0)",
+    )
+    parser.add_argument(
+        "--params-file",
+        default="",
+        help="a trainer parameters YAML (td3_trainer: ros__parameters:) applied over config/trainer.yaml, "
+        "e.g. config/trainer_unseen_roads.yaml",
+    )
     parser.add_argument("--trainer", choices=("ours", "sb3"), default="ours")
     parser.add_argument("--sb3-settings", choices=("ours", "defaults"), default="ours")
     parser.add_argument("--heldout", action="store_true", help="also evaluate on the held-out procedural tracks")
@@ -185,16 +194,33 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {name: yaml.safe_load(value) for name, value in (item.split("=", 1) for item in args.set)}
+    setting = file_parameters(Path(args.params_file), "td3_trainer") if args.params_file else {}
     params = trainer_params(
-        {
+        setting
+        | {
             "seed": args.seed,
+            "total_steps": args.steps,
             "batch_size": args.batch_size,
             "learning_starts": args.learning_starts,
             "max_episode_steps": args.max_episode_steps,
         }
         | overrides
     )
-    sim = SimConfig(image_width=args.camera[0], image_height=args.camera[1], seed=0)
+    procedural = args.tracks == "procedural"
+    if procedural:
+        if int(params.episode_seed) < 0:
+            parser.error("--tracks procedural needs episode_seed >= 0 (the first training track's seed)")
+        args.resets = "service"  # a new track per episode is the reset service's respawn
+        first, last = int(params.episode_seed), int(params.episode_seed) + args.steps  # at most one per step
+        if not evaluation_seeds_are_held_out(set(range(first, last + 1)) | set(range(1000, 1000 + args.eval_episodes))):
+            parser.error(f"training track seeds {first}..{last} would reach the held-out evaluation seeds")
+    sim = SimConfig(
+        image_width=args.camera[0],
+        image_height=args.camera[1],
+        track="procedural" if procedural else "loop",
+        seed=int(params.episode_seed) if procedural else 0,
+        randomize_lighting=procedural,
+    )
     env = SimEnv(sim, params, bridge=args.resets == "bridge")
     torch.manual_seed(args.seed)  # as the trainer node seeds its networks
     if args.trainer == "sb3":
@@ -220,6 +246,8 @@ def main() -> None:
             "camera": list(args.camera),
             "seed": args.seed,
             "resets": args.resets,
+            "tracks": args.tracks,
+            "params_file": args.params_file,
             "overrides": overrides,
         },
         "training": training,

@@ -17,6 +17,7 @@ without a collision or leaving the road.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -36,12 +37,16 @@ def evaluation_seeds_are_held_out(training_seeds: set[int]) -> bool:
     return not training_seeds & set(HELD_OUT_TRACK_SEEDS) and all(s < TRAINING_SEED_LIMIT for s in training_seeds)
 
 
-def heldout_env(params: TrainerParams, track_seed: int, camera: tuple[int, int]) -> SimEnv:
-    """The in-process environment on the procedural track (and lighting) of `track_seed`."""
+def heldout_env(params: TrainerParams, track_seed: int, camera: tuple[int, int], max_steps: int = 0) -> SimEnv:
+    """The in-process environment on the procedural track (and lighting) of `track_seed`, whose
+    episodes are truncated after `max_steps` (0 = a lap's worth at the target speed, lap_steps)
+    rather than after training's max_episode_steps, which is shorter than a lap."""
     sim = SimConfig(
         image_width=camera[0], image_height=camera[1], track="procedural", seed=track_seed, randomize_lighting=True
     )
-    return SimEnv(sim, params)
+    env = SimEnv(sim, params)
+    env.scorer.episode = replace(env.scorer.episode, max_episode_steps=max_steps or lap_steps(env, params))
+    return env
 
 
 def lap_steps(env: SimEnv, params: TrainerParams, slack: float = 1.5) -> int:
@@ -62,8 +67,8 @@ def evaluate_heldout(
     episodes: list[dict] = []
     results = []
     for track_seed in track_seeds:
-        env = heldout_env(params, track_seed, camera)
-        limit = max_steps or lap_steps(env, params)
+        env = heldout_env(params, track_seed, camera, max_steps)
+        limit = env.scorer.episode.max_episode_steps
         for k in range(starts):
             result = run_episode(env, policy, env.lap_reset(k / starts), limit)
             results.append(result)

@@ -13,9 +13,7 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def node_process(
-    args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen]:
+def node_process(args: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """Run `python -m <args>` in its own process group; SIGINT, then SIGKILL, on exit."""
     with command_process([sys.executable, *args], log_path, {**os.environ, **(env or {})}) as proc:
         yield proc

@@ -37,6 +37,7 @@ from sensor_msgs.msg import Image
 
 from td3_bringup.graph import driver_node, repo_config_dir, simulator_node
 from td3_bringup.runner import node_command
+from td3_core.actions import ActionConfig
 from td3_core.checkpoint import write_latest_pointer
 from td3_core.vector_state import ObservationConfig
 
@@ -386,6 +387,40 @@ def test_one_command_per_frame_sends_each_frames_action_once_and_brakes_at_rate_
         probe.spin_for(2.0)
         braking = probe.commands_since(start)
         assert len(braking) >= 10 and all(_is_full_brake(m) for m in braking), len(braking)
+        assert stop_process(driver) == 0
+    assert "Traceback" not in _log(log)
+
+
+def test_a_checkpoints_speed_limit_holds_the_car_below_it_and_needs_odometry(tmp_path: FsPath, probe: Probe):
+    # A pixel-only policy asking for throttle 0.7 from a checkpoint trained with a 10 m/s limiter:
+    # the driver subscribes to odometry for the speed; none yet: full brake and why; below the
+    # limit: the action; in the last 1 m/s: less throttle; above it: brake.
+    checkpoint = write_checkpoint(
+        tmp_path / "run" / "td3_s_step_1.pth",
+        PIXELS,
+        small_architecture(PIXELS),
+        constant_action=(0.0, 0.7),
+        action=ActionConfig(speed_limit_mps=10.0),
+    )
+    log = tmp_path / "driver.log"
+    speed = {"now": None}
+
+    def inputs() -> None:
+        probe.image_pub.publish(_image())
+        if speed["now"] is not None:
+            probe.odometry_pub.publish(_odometry(speed=speed["now"]))
+
+    with node_process(_driver_args(checkpoint, use_speedometer=False), log) as driver:
+        no_odometry = lambda: probe.last_diagnostics().get("brake_reason") == "no_odometry"  # noqa: E731
+        if not probe.spin_until(no_odometry, STARTUP_S, inputs):
+            _fail(f"no 'no_odometry' brake (exit {driver.poll()}): {probe.last_diagnostics()}", log)
+        for value, expected in ((5.0, (0.7, 0.0)), (9.5, (0.35, 0.0)), (12.0, (0.0, 1.0))):
+            speed["now"] = value
+            probe.spin_for(1.0, inputs)
+            start = time.monotonic()
+            probe.spin_for(1.0, inputs)
+            got = [(round(m.throttle, 3), round(m.brake, 3)) for m in probe.commands_since(start)]
+            assert len(got) >= 10 and all(c == pytest.approx(expected, abs=0.02) for c in got), (value, got)
         assert stop_process(driver) == 0
     assert "Traceback" not in _log(log)
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from nav_msgs.msg import Odometry
 from std_msgs.msg import Float32
 
-from td3_core.actions import ActionConfig, VehicleCommand
+from td3_core.actions import ActionConfig, VehicleCommand, action_to_command
 from td3_core.checkpoint import CheckpointMeta
 from td3_core.networks import Policy
 from td3_core.preprocessing import PreprocessConfig
@@ -25,7 +25,15 @@ from td3_core.vector_state import ObservationConfig
 from td3_driver.node import DriverInputs, InvalidMessageError, twist_from_command
 from td3_driver.params import PARAMS, ParamError, validate
 from td3_driver.policy_runner import PolicyError, PolicyRunner
-from td3_driver.safety import Arrival, BrakeReason, LogEvent, SafetyGate, StateLog, ThrottledLog
+from td3_driver.safety import (
+    Arrival,
+    BrakeReason,
+    LogEvent,
+    SafetyGate,
+    StateLog,
+    ThrottledLog,
+    limited_action_config,
+)
 
 from .checkpoint_factory import small_architecture
 
@@ -415,3 +423,71 @@ def test_twist_output_follows_carla_twist_to_control():
     assert twist.linear.x == pytest.approx(4.0) and twist.angular.z == pytest.approx(-0.6)  # right = negative yaw
     stop = twist_from_command(BRAKE, max_steering_angle=1.2)
     assert (stop.linear.x, stop.linear.y, stop.angular.z) == (0.0, 0.0, 0.0)  # zero Twist = full brake
+
+
+# ----------------------------------------------------------------------------- speed limiter
+
+
+def test_the_speed_limiter_fades_throttle_below_the_limit_and_brakes_above_it():
+    limited = ActionConfig(speed_limit_mps=10.0)
+    assert action_to_command(0.1, 1.0, limited, 5.0) == VehicleCommand(steer=0.1, throttle=1.0, brake=0.0)
+    assert action_to_command(0.0, 1.0, limited, 9.5).throttle == pytest.approx(0.5)
+    assert action_to_command(0.0, 1.0, limited, 10.0) == VehicleCommand(steer=0.0, throttle=0.0, brake=0.0)
+    assert action_to_command(0.0, 1.0, limited, 10.5) == VehicleCommand(steer=0.0, throttle=0.0, brake=0.5)
+    assert action_to_command(0.0, 1.0, limited, 15.0).brake == 1.0
+    # The policy's own brake stays when it asks for more; the speed unknown: no limiter.
+    assert action_to_command(0.0, -0.8, limited, 10.2).brake == pytest.approx(0.8)
+    assert action_to_command(0.0, 1.0, limited, None).throttle == 1.0
+    assert action_to_command(0.0, 1.0, ActionConfig(), 50.0).throttle == 1.0  # no limit
+    for bad in (-1.0, 0.5, math.inf, math.nan):
+        with pytest.raises(ValueError, match="speed_limit_mps"):
+            ActionConfig(speed_limit_mps=bad)
+
+
+@given(st.floats(0.0, 1.0), st.floats(-1.0, 1.0), st.floats(0.0, 40.0))
+def test_with_a_limit_no_command_accelerates_at_or_above_it(steer: float, accel: float, speed: float):
+    command = action_to_command(steer, accel, ActionConfig(speed_limit_mps=10.0), speed)
+    if speed >= 10.0:
+        assert command.throttle == 0.0
+    if speed >= 11.0:
+        assert command.brake == 1.0
+    assert 0.0 <= command.throttle <= 1.0 and 0.0 <= command.brake <= 1.0
+
+
+def test_a_pixel_policy_with_a_speed_limit_needs_odometry_and_is_limited_by_it():
+    clock = FakeClock()
+    gate = _gate(clock, action_config=ActionConfig(speed_limit_mps=10.0), odometry_topic="/odom")
+    gate.frame_received()
+    decision = gate.decide([0.0, 1.0], speed=None)
+    assert decision.reason is BrakeReason.NO_ODOMETRY and "speed limiter" in decision.detail
+    gate.odometry_received()
+    assert gate.decide([0.0, 1.0], speed=9.5).command.throttle == pytest.approx(0.5)
+    assert gate.decide([0.0, 1.0], speed=12.0).command == VehicleCommand(steer=0.0, throttle=0.0, brake=1.0)
+    clock.advance(0.4)
+    gate.frame_received()
+    assert gate.decide([0.0, 1.0], speed=5.0).reason is BrakeReason.STALE_ODOMETRY
+
+
+def test_the_drivers_speed_limit_tightens_the_checkpoints_never_loosens_it():
+    assert limited_action_config(ActionConfig(), 0.0).speed_limit_mps == 0.0
+    assert limited_action_config(ActionConfig(), 7.0).speed_limit_mps == 7.0
+    assert limited_action_config(ActionConfig(speed_limit_mps=10.0), 0.0).speed_limit_mps == 10.0
+    assert limited_action_config(ActionConfig(speed_limit_mps=10.0), 7.0).speed_limit_mps == 7.0
+    assert limited_action_config(ActionConfig(speed_limit_mps=10.0), 20.0).speed_limit_mps == 10.0
+    with pytest.raises(ValueError, match="speed_limit_mps"):
+        limited_action_config(ActionConfig(), 0.5)
+
+
+def test_driver_inputs_give_the_limiter_the_speedometer_when_fresh_else_the_twist():
+    clock = FakeClock()
+    inputs = DriverInputs(PreprocessConfig(), ObservationConfig(use_vector_state=False), True, 0.3, clock)
+    assert inputs.current_speed() is None
+    odometry = Odometry()
+    odometry.pose.pose.orientation.w = 1.0
+    odometry.twist.twist.linear.x = 3.0
+    inputs.set_odometry(odometry)
+    assert inputs.current_speed() == pytest.approx(3.0)
+    inputs.set_speed(Float32(data=4.0))
+    assert inputs.current_speed() == pytest.approx(4.0)
+    clock.advance(1.0)
+    assert inputs.current_speed() == pytest.approx(3.0)

@@ -33,6 +33,7 @@ TRAINER = {
     "start_pose_spacing_m": 15.0,
     "use_speedometer": False,
     "frame_timeout_s": 60.0,
+    "action.speed_limit_mps": 6.0,  # the limiter, reached within the episodes, reads the same speed in both
 }
 
 
@@ -73,6 +74,7 @@ def test_ros_and_in_process_environments_agree_step_by_step(tmp_path: Path):
         for _ in range(EPISODES)
     ]
     ends = set()
+    top_speed = 0.0
     # One tick per command and none on its own (the bridge's 1 s wait would tick under load):
     # the same actions make the same ticks.
     with simulator(tmp_path, {"command_wait_timeout_s": 0.0}), BackgroundNode("parity_trainer") as ros:
@@ -95,5 +97,9 @@ def test_ros_and_in_process_environments_agree_step_by_step(tmp_path: Path):
                 assert abs(a.reward - b.reward) <= 1e-4 * max(1.0, abs(a.reward)), (where, a.reward, b.reward)
                 assert a.observation.collisions == b.observation.collisions, where
             ends.add(local_steps[-1].info["reason"])
+            top_speed = max([top_speed, *(s.observation.speed for s in local_steps)])
         remote.brake()
     assert ends - {"step_limit"}, f"no episode ended by the road or a collision: {ends}"
+    # The odometry's speed is the car centre's, which slides sideways in a turn: a few percent above
+    # the rear axle's speed the limiter's throttle controls, when the steering swings.
+    assert 5.0 < top_speed <= 6.0 * 1.03, f"the speed limiter was not reached, or not held: {top_speed:.2f} m/s"

@@ -4,6 +4,10 @@ gives exactly the shipped environment's observations, rewards and episode ends."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,6 +18,8 @@ from bench.heldout_eval import (
     TRAINING_SEED_LIMIT,
     evaluate_heldout,
     evaluation_seeds_are_held_out,
+    heldout_env,
+    lap_steps,
 )
 from td3_sim.world import SimConfig, SimWorld
 from td3_trainer.config import TD3Config
@@ -22,6 +28,7 @@ from td3_trainer.replay_buffer import FrameReplayBuffer
 from td3_trainer.sim_env import SimEnv
 from td3_trainer.td3 import TD3Agent
 
+REPO = Path(__file__).resolve().parents[1]
 CAMERA = SimConfig(image_width=64, image_height=48)
 SMALL = {"batch_size": 8, "learning_starts": 20, "max_episode_steps": 25}
 
@@ -100,3 +107,20 @@ def test_the_gymnasium_view_gives_exactly_the_shipped_environments_steps():
             observation, _ = viewed.reset()
             assert np.array_equal(observation["frames"], first.frames)
     assert ends >= 2
+
+
+def test_heldout_episodes_last_a_lap_not_trainings_max_episode_steps():
+    params = trainer_params(SMALL)  # training truncates after 25 steps
+    env = heldout_env(params, HELD_OUT_TRACK_SEEDS[0], (64, 48))
+    assert env.scorer.episode.max_episode_steps == lap_steps(env, params) > 1000
+    standing = evaluate_heldout(
+        lambda o: np.array([0.0, -1.0], np.float32), params, (64, 48), HELD_OUT_TRACK_SEEDS[:1], starts=1, max_steps=40
+    )
+    assert [(e["steps"], e["end"]) for e in standing["episodes"]] == [(40, "step_limit")]
+
+
+def test_the_learning_benchmark_refuses_training_tracks_that_reach_the_heldout_seeds():
+    command = [sys.executable, "-m", "bench.bench_learning", "--quick", "--tracks", "procedural", "--set"]
+    for seed, reason in ((-1, "needs episode_seed >= 0"), (TRAINING_SEED_LIMIT - 100, "would reach the held-out")):
+        done = subprocess.run([*command, f"episode_seed={seed}"], capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert done.returncode == 2 and reason in done.stderr, done.stderr[-2000:]

@@ -80,7 +80,9 @@ def test_driver_start_up_refuses_malformed_files_with_exit_2(tmp_path: Path):
             params = {"checkpoint": target, "device": "cpu"}
             log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed right after the start
             procs[name] = subprocess.Popen(
-                node_command(driver_node(repo_config_dir(), params)), stdout=log, stderr=subprocess.STDOUT,
+                node_command(driver_node(repo_config_dir(), params)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             log.close()

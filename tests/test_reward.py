@@ -217,3 +217,19 @@ def test_a_car_a_hair_behind_the_start_of_a_closed_route_is_not_at_the_goal():
     assert projection.segment == 0
     assert projection.remaining == pytest.approx(40.0)
     assert not outcome(remaining_m=projection.remaining).done
+
+
+def test_with_the_progress_speed_cap_speed_above_the_target_earns_no_more_progress():
+    capped = only("progress", target_speed_mps=10.0, progress_speed_cap=1.0, waypoint_bonus=0.0)
+    uncapped = only("progress", target_speed_mps=10.0, waypoint_bonus=0.0)
+    # DT = 0.05 s: the target speed covers 0.5 m a step.
+    for metres, paid in ((0.3, 0.3), (0.5, 0.5), (1.2, 0.5), (-0.4, -0.4)):
+        assert reward(capped, state(distance_along=metres))[0].total == pytest.approx(paid)
+        assert reward(uncapped, state(distance_along=metres))[0].total == pytest.approx(metres)
+    # Per step, driving at twice the target now pays less than driving at it (efficiency falls).
+    both = RewardConfig(target_speed_mps=10.0, progress_speed_cap=1.0, waypoint_bonus=0.0)
+    at_target = reward(both, state(speed=10.0, distance_along=0.5))[0].total
+    twice = reward(both, state(speed=20.0, distance_along=1.0))[0].total
+    assert twice < at_target
+    with pytest.raises(ValueError, match="progress_speed_cap"):
+        RewardConfig(progress_speed_cap=-1.0)

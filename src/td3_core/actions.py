@@ -3,6 +3,12 @@
 The policy outputs 2 values in [-1, 1]: steering (+1 = full right, CARLA's convention) and
 longitudinal command (positive = throttle, negative = brake). Everything leaving this module
 is clamped to CarlaEgoVehicleControl's ranges; a non-finite action becomes a full stop.
+
+Speed limit (`speed_limit_mps` > 0, a governor like a car's speed limiter): when the speed is
+known, throttle fades to 0 over the last LIMITER_BAND_MPS below the limit, and above the limit
+the brake is at least proportional to the excess (full brake LIMITER_BAND_MPS over it). The
+trainer applies it while learning and stores it in the checkpoint, so the driver applies the
+same limiter to the same policy.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 
 ACTION_DIM = 2
+LIMITER_BAND_MPS = 1.0  # m/s below the limit over which throttle fades out, and above it to full brake
 
 
 @dataclass(frozen=True)
@@ -18,12 +25,16 @@ class ActionConfig:
     max_steer: float = 1.0  # |steer| sent to the car at action +-1, in 0..1
     max_throttle: float = 1.0  # throttle at action[1] = +1, in 0..1
     max_brake: float = 1.0  # brake at action[1] = -1, in 0..1
+    speed_limit_mps: float = 0.0  # governor: no throttle at this speed, braking above it; 0 = none
 
     def __post_init__(self) -> None:
         for name in ("max_steer", "max_throttle", "max_brake"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        limit = self.speed_limit_mps
+        if not (math.isfinite(limit) and (limit == 0.0 or limit >= LIMITER_BAND_MPS)):
+            raise ValueError(f"speed_limit_mps must be 0 (none) or >= {LIMITER_BAND_MPS}, got {limit}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,13 +59,18 @@ def _clamp(value: float, low: float, high: float) -> float:
     return min(max(value, low), high)
 
 
-def action_to_command(steer_action: float, accel_action: float, config: ActionConfig) -> VehicleCommand:
+def action_to_command(
+    steer_action: float, accel_action: float, config: ActionConfig, speed: float | None = None
+) -> VehicleCommand:
+    """The command for an action; `speed` (m/s, None = unknown) feeds the speed limiter."""
     if not (math.isfinite(steer_action) and math.isfinite(accel_action)):
         return VehicleCommand.full_brake()
     steer_action = _clamp(steer_action, -1.0, 1.0)
     accel_action = _clamp(accel_action, -1.0, 1.0)
-    return VehicleCommand(
-        steer=steer_action * config.max_steer,
-        throttle=max(accel_action, 0.0) * config.max_throttle,
-        brake=max(-accel_action, 0.0) * config.max_brake,
-    )
+    throttle = max(accel_action, 0.0) * config.max_throttle
+    brake = max(-accel_action, 0.0) * config.max_brake
+    limit = config.speed_limit_mps
+    if limit > 0.0 and speed is not None and math.isfinite(speed):
+        throttle *= _clamp((limit - speed) / LIMITER_BAND_MPS, 0.0, 1.0)
+        brake = max(brake, _clamp((speed - limit) / LIMITER_BAND_MPS, 0.0, 1.0) * config.max_brake)
+    return VehicleCommand(steer=steer_action * config.max_steer, throttle=throttle, brake=brake)

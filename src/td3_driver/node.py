@@ -48,7 +48,7 @@ from td3_core.actions import VehicleCommand
 from td3_core.checkpoint import CheckpointError, CheckpointMeta, resolve_checkpoint
 from td3_core.device import DeviceError, select_device
 from td3_core.image_codec import ImageError
-from td3_core.observation import ObservationBuilder
+from td3_core.observation import ObservationBuilder, pose_from_odometry
 from td3_core.preprocessing import PreprocessConfig, image_topic
 from td3_core.vector_state import ObservationConfig
 from td3_driver.command_loop import FixedRateLoop
@@ -64,6 +64,7 @@ from td3_driver.safety import (
     SafetyGate,
     StateLog,
     ThrottledLog,
+    limited_action_config,
 )
 from td3_driver.visualization import command_markers, diagnostics_message, network_input_image
 
@@ -176,6 +177,13 @@ class DriverInputs:
         if self.use_speedometer and self.clock() - self._speed_time <= self.speed_timeout:
             return self._speed
         return None
+
+    def current_speed(self) -> float | None:
+        """The speed for the speed limiter: the vector state's (speedometer or twist); None = no odometry."""
+        speed = self.speed()
+        if speed is not None or self.odometry is None:
+            return speed
+        return pose_from_odometry(self.odometry)[3]
 
     def vector(self) -> np.ndarray:
         """Vector state from the newest odometry and the route (empty for pixels-only policies)."""
@@ -304,13 +312,17 @@ class DriverNode(Node):
 
         image_qos = RELIABLE_SENSOR_QOS if p.image_reliability == "reliable" else SENSOR_QOS
         subscriptions = [("image", Image, self._on_image, image_qos)]
-        if self.inputs.needs_vector:
-            subscriptions += [
-                ("odometry", Odometry, self._on_odometry, SENSOR_QOS),
-                ("waypoints", Path, self._on_route_bytes, ROUTE_QOS),
-            ]
+        try:
+            action_config = limited_action_config(meta.action, p.speed_limit_mps)
+        except ValueError as error:
+            raise ParamError("speed_limit_mps", str(error)) from error
+        if self.inputs.needs_vector or action_config.speed_limit_mps > 0.0:
+            subscriptions.append(("odometry", Odometry, self._on_odometry, SENSOR_QOS))
             if p.use_speedometer:
                 subscriptions.append(("speedometer", Float32, self._on_speed, SENSOR_QOS))
+        if self.inputs.needs_vector:
+            subscriptions.append(("waypoints", Path, self._on_route_bytes, ROUTE_QOS))
+        self._subscribed = {name for name, *_ in subscriptions}
         for name, msg_type, callback, qos in subscriptions:
             raw = callback == self._on_route_bytes  # sized before it is deserialized
             subscription = self.create_subscription(msg_type, self.topics[name], callback, qos, raw=raw)
@@ -322,7 +334,7 @@ class DriverNode(Node):
         self.gate = SafetyGate(
             stale_timeout=p.stale_timeout,
             needs_vector=self.inputs.needs_vector,
-            action_config=meta.action,
+            action_config=action_config,
             clock=clock,
             frame_topic=self.topics["image"],
             odometry_topic=self.topics["odometry"],
@@ -489,7 +501,8 @@ class DriverNode(Node):
 
     def _send_command(self) -> None:
         pending = self._pending
-        decision = self.gate.decide(None if pending is None else pending.action, self._inference_error)
+        action = None if pending is None else pending.action
+        decision = self.gate.decide(action, self._inference_error, self.inputs.current_speed())
         if self.params.one_command_per_frame and decision.reason is None and pending is not None and pending.published:
             # Lockstep with a synchronous simulator: this frame's action went out, and the world
             # waits for the next command; sending it again would tick the world on an old action.
@@ -591,6 +604,11 @@ class DriverNode(Node):
                 f"its preprocessing/observation ({new.preprocess}, {new.observation}) differ from the running "
                 f"policy's ({old.preprocess}, {old.observation}); restart the driver to use it"
             )
+        if new.action.speed_limit_mps > 0.0 and "odometry" not in self._subscribed:
+            return (
+                "it has a speed limit, which needs odometry, and this driver does not subscribe to it; "
+                "restart the driver to use it"
+            )
         return None
 
     def _on_watch(self) -> None:
@@ -598,7 +616,7 @@ class DriverNode(Node):
         outcome = self.watcher.poll()
         if isinstance(outcome, Swap):
             self.runner, self.checkpoint = outcome.runner, outcome.identity
-            self.gate.action_config = outcome.runner.meta.action
+            self.gate.action_config = limited_action_config(outcome.runner.meta.action, self.params.speed_limit_mps)
             self.counters.reloads += 1
             self.get_logger().info(f"now driving with {outcome.identity} ({self._describe(outcome.runner.meta)})")
         elif isinstance(outcome, Rejected):

@@ -68,6 +68,13 @@ PARAMS: tuple[Param, ...] = (
     Param("max_image_bytes", 16 * 1024 * 1024, "larger camera images are dropped with a log line", at_least(1)),
     Param("max_route_points", 20000, "longer routes (waypoints) are dropped with a log line", at_least(2)),
     Param("use_speedometer", True, "vector policies: speed from the speedometer when fresh, else odometry twist"),
+    Param(
+        "speed_limit_mps",
+        0.0,
+        "speed limiter (m/s); 0 = the checkpoint's (action.speed_limit_mps, none if it has none); a lower "
+        "value than the checkpoint's tightens it. With a limit, odometry is needed (no odometry: full brake)",
+        at_least(0.0),
+    ),
     Param("publish_twist", False, "also publish geometry_msgs/Twist on /carla/<role>/twist"),
     Param("twist_max_steering_angle", 1.2217, "rad at steer 1 for the Twist output (carla_twist_to_control)", positive),
     Param("watch", False, "hot-reload a newer checkpoint (for 'latest' and run directories, or a replaced file)"),
@@ -96,6 +103,7 @@ class DriverParams:
     max_image_bytes: int
     max_route_points: int
     use_speedometer: bool
+    speed_limit_mps: float
     publish_twist: bool
     twist_max_steering_angle: float
     watch: bool

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from td3_core.actions import ActionConfig, VehicleCommand, action_to_command
@@ -124,7 +124,7 @@ class SafetyGate:
 
     stale_timeout: float
     needs_vector: bool  # the policy reads odometry and the route, so they must be there too
-    action_config: ActionConfig = field(default_factory=ActionConfig)
+    action_config: ActionConfig = field(default_factory=ActionConfig)  # with a speed limit, odometry is needed
     clock: Clock = time.monotonic
     frame_topic: str = "camera"
     odometry_topic: str = "odometry"
@@ -206,19 +206,24 @@ class SafetyGate:
         stale = self._staleness(self.frames, "frame")
         if stale is not None:
             return _brake(BrakeReason.STALE_FRAME, f"{self.frame_topic}: {stale}")
-        if not self.needs_vector:
+        if not (self.needs_vector or self.needs_speed):
             return None
-        if not self.has_route:
+        if self.needs_vector and not self.has_route:
             return _brake(BrakeReason.NO_ROUTE, f"waiting for {self.route_topic}")
         if self.odometry.last_progress is None:
-            return _brake(BrakeReason.NO_ODOMETRY, f"nothing valid on {self.odometry_topic}")
+            why = "" if self.needs_vector else " (the speed limiter needs the speed)"
+            return _brake(BrakeReason.NO_ODOMETRY, f"nothing valid on {self.odometry_topic}{why}")
         stale = self._staleness(self.odometry, "odometry")
         if stale is not None:
             return _brake(BrakeReason.STALE_ODOMETRY, f"{self.odometry_topic}: {stale}")
         return None
 
-    def decide(self, action: Sequence[float] | None, inference_error: str = "") -> Decision:
-        """The command for this period: the clamped action, or full brake and why."""
+    @property
+    def needs_speed(self) -> bool:
+        return self.action_config.speed_limit_mps > 0.0
+
+    def decide(self, action: Sequence[float] | None, inference_error: str = "", speed: float | None = None) -> Decision:
+        """The command for this period: the clamped (and speed-limited) action, or full brake and why."""
         if self.other_commanders:
             return _brake(BrakeReason.OTHER_COMMANDER, ", ".join(self.other_commanders))
         problem = self.input_problem()
@@ -230,8 +235,16 @@ class SafetyGate:
             return _brake(BrakeReason.NO_ACTION)
         if not is_finite_action(action):
             return _brake(BrakeReason.NON_FINITE_ACTION, f"action {[float(a) for a in action]}")
-        # action_to_command clamps to CarlaEgoVehicleControl's ranges (steer [-1, 1], pedals [0, 1]).
-        return Decision(action_to_command(float(action[0]), float(action[1]), self.action_config))
+        # action_to_command clamps to CarlaEgoVehicleControl's ranges (steer [-1, 1], pedals [0, 1])
+        # and applies the speed limiter with the newest speed.
+        return Decision(action_to_command(float(action[0]), float(action[1]), self.action_config, speed))
+
+
+def limited_action_config(checkpoint: ActionConfig, driver_limit_mps: float) -> ActionConfig:
+    """The checkpoint's action mapping with the driver's speed limit, when that is tighter (or the
+    checkpoint has none); driver_limit_mps 0 = the checkpoint's. ValueError for an invalid limit."""
+    limits = [v for v in (checkpoint.speed_limit_mps, driver_limit_mps) if v > 0.0]
+    return replace(checkpoint, speed_limit_mps=min(limits) if limits else 0.0)
 
 
 def _brake(reason: BrakeReason, detail: str = "") -> Decision:

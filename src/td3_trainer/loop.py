@@ -44,6 +44,19 @@ class LoopSettings:
     def learning_threshold(self) -> int:
         return max(self.learning_starts, self.batch_size)
 
+    @classmethod
+    def of(cls, params) -> LoopSettings:
+        """The loop's settings from the trainer's parameters (td3_trainer.params.TrainerParams)."""
+        return cls(
+            total_steps=int(params.total_steps),
+            learning_starts=int(params.learning_starts),
+            batch_size=int(params.batch_size),
+            updates_per_step=int(params.updates_per_step),
+            episode_seed=int(params.episode_seed),
+            eval_every=int(params.eval_every),
+            eval_episodes=int(params.eval_episodes),
+        )
+
 
 class SharedSteps:
     """The environment steps of several loops together (one per vehicle), thread-safe."""

@@ -1,11 +1,11 @@
 """Where the training loop's wall time goes: cumulative seconds per phase.
 
-    act     choosing the action (policy forward pass, or a random draw)
-    learn   gradient updates run by the loop itself (not those of async_updates' thread)
-    wait    from sending the command until the next frame is there: the simulator's tick
-            plus the transport both ways (minus whatever overlapped with `learn`)
-    store   reward, replay buffer, monitoring, checkpoints
-    reset   episode resets (service call and the first frame)
+act     choosing the action (policy forward pass, or a random draw)
+learn   gradient updates run by the loop itself (not those of async_updates' thread)
+wait    from sending the command until the next frame is there: the simulator's tick
+        plus the transport both ways (minus whatever overlapped with `learn`)
+store   reward, replay buffer, monitoring, checkpoints
+reset   episode resets (service call and the first frame)
 """
 
 from __future__ import annotations

@@ -111,15 +111,7 @@ class TrainerNode(Node):
             )
 
         self.rng = np.random.default_rng(int(p.seed))
-        settings = LoopSettings(
-            total_steps=int(p.total_steps),
-            learning_starts=int(p.learning_starts),
-            batch_size=int(p.batch_size),
-            updates_per_step=int(p.updates_per_step),
-            episode_seed=int(p.episode_seed),
-            eval_every=int(p.eval_every),
-            eval_episodes=int(p.eval_episodes),
-        )
+        settings = LoopSettings.of(p)
         # Several vehicles call the hooks from their own threads: one at a time.
         self._hook_lock = threading.RLock()
 

@@ -105,6 +105,8 @@ REWARD_DESCRIPTIONS = {
     "lane_invasion_penalty": "per lane invasion event (<= 0)",
     "progress_per_m": "per metre gained along the route",
     "max_progress_per_step_m": "one step's progress is clipped to +- this (projection jumps)",
+    "progress_speed_cap": "> 0: a step's progress is paid up to progress_speed_cap x target_speed_mps x dt metres "
+    "(driving faster than that earns no more progress); 0 = no cap",
     "waypoint_bonus": "each time a new waypoint_spacing_m of route is first reached",
     "waypoint_spacing_m": "distance between waypoint bonuses (m)",
     "goal_bonus": "when the route end is reached",
@@ -190,6 +192,12 @@ PARAMS: tuple[Param, ...] = (
     Param("action.max_steer", 1.0, "steer sent at action +-1"),
     Param("action.max_throttle", 1.0, "throttle sent at action[1] = +1"),
     Param("action.max_brake", 1.0, "brake sent at action[1] = -1"),
+    Param(
+        "action.speed_limit_mps",
+        0.0,
+        "speed limiter (m/s): no throttle at it, braking above it; stored in the checkpoint and applied by the "
+        "driver too; 0 = none",
+    ),
     Param("episode.off_road_lateral_m", 3.0, "|lateral offset| beyond which the car is off the road (terminal)"),
     Param("episode.goal_distance_m", 2.0, "the goal is reached when less route than this remains (truncation)"),
     Param("episode.terminate_on_collision", True, "a collision ends the episode as a terminal state"),

@@ -7,7 +7,11 @@
                   between steps and on longitudinal jerk
     safety        collision, off-road (per step while off the road) and lane invasion (per event)
     progress      metres gained along the route, a bonus each time a new waypoint_spacing_m of
-                  route is first reached, and a bonus when the goal (route end) is reached
+                  route is first reached, and a bonus when the goal (route end) is reached;
+                  with progress_speed_cap > 0, a step pays at most the metres driven at
+                  progress_speed_cap x target_speed_mps, so speed above it earns nothing (without
+                  the cap, progress outweighs what efficiency takes back above the target speed
+                  for an immature critic, and learned policies drive at twice the target)
 
 All `*_penalty` values are <= 0 and are added as they are, bonuses are >= 0; the five weights
 scale the terms. The breakdown holds the weighted terms, so its values sum to the total.
@@ -46,6 +50,7 @@ class RewardConfig:
     lane_invasion_penalty: float = -5.0  # per lane-invasion event
     progress_per_m: float = 1.0  # per metre gained along the route
     max_progress_per_step_m: float = 5.0  # clip of one step's progress (projection jumps)
+    progress_speed_cap: float = 0.0  # > 0: progress paid up to this x target_speed_mps x dt per step; 0 = none
     waypoint_bonus: float = 1.0
     waypoint_spacing_m: float = 10.0
     goal_bonus: float = 100.0
@@ -57,7 +62,8 @@ class RewardConfig:
                 raise ValueError(f"{f.name} must be finite, got {value}")
             if f.name.endswith("_penalty") and value > 0:
                 raise ValueError(f"{f.name} is a penalty and must be <= 0, got {value}")
-            if (f.name.endswith(("_weight", "_bonus")) or f.name == "progress_per_m") and value < 0:
+            non_negative = f.name.endswith(("_weight", "_bonus")) or f.name in ("progress_per_m", "progress_speed_cap")
+            if non_negative and value < 0:
                 raise ValueError(f"{f.name} must be >= 0, got {value}")
         for name in ("target_speed_mps", "waypoint_spacing_m", "max_jerk", "max_progress_per_step_m"):
             if getattr(self, name) <= 0:
@@ -180,6 +186,8 @@ class RewardFunction:
         gained = state.distance_along - self._prev_distance
         gained = min(max(gained, -c.max_progress_per_step_m), c.max_progress_per_step_m)
         self._prev_distance = state.distance_along
+        if c.progress_speed_cap > 0.0:
+            gained = min(gained, c.progress_speed_cap * c.target_speed_mps * self.dt)
         reward = c.progress_per_m * gained
         # Bonuses only for new ground: driving back and forth over a mark earns it once, and a
         # jump of the projection earns at most one step's worth.

@@ -134,7 +134,8 @@ class SimEnv:
 
     def receive(self) -> Received:
         assert self._current is not None, "reset() first"
-        command = action_to_command(float(self._action[0]), float(self._action[1]), self.params.action)
+        action, speed = self._action, self._current.speed  # the speed seen with the frame, as the driver's
+        command = action_to_command(float(action[0]), float(action[1]), self.params.action, speed)
         # float32 like the fields of CarlaEgoVehicleControl
         self.world.step(*(float(np.float32(v)) for v in (command.throttle, command.steer, command.brake)))
         after = self._observe(new_segment=False)
