@@ -113,7 +113,7 @@ def train_sb3(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nda
     from bench.gym_env import SimGymEnv
     from bench.sb3_baseline import policy_kwargs
 
-    gym_env = SimGymEnv(env)
+    gym_env = SimGymEnv(env, int(params.episode_seed))  # the same episodes as our loop's
     config = TD3Config.from_dict(params.td3)
     arch: Architecture = params.architecture
     settings = dict(learning_starts=args.learning_starts, buffer_size=args.steps + 1, seed=args.seed, device="cpu")
@@ -181,6 +181,7 @@ def main() -> None:
         help="a trainer parameters YAML (td3_trainer: ros__parameters:) applied over config/trainer.yaml, "
         "e.g. config/trainer_unseen_roads.yaml",
     )
+    parser.add_argument("--json-out", default="", help="also write the JSON result here (bench.learning_report)")
     parser.add_argument("--trainer", choices=("ours", "sb3"), default="ours")
     parser.add_argument("--sb3-settings", choices=("ours", "defaults"), default="ours")
     parser.add_argument("--heldout", action="store_true", help="also evaluate on the held-out procedural tracks")
@@ -265,6 +266,8 @@ def main() -> None:
             ),
         }
     print(json.dumps(result, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"learning: after {args.steps} steps TD3 return {learned['mean_return']:.1f}, "
         f"distance {learned['mean_distance_m']:.1f} m ({learned['episodes_ended_by_crash']}/{args.eval_episodes} "

@@ -5,7 +5,8 @@ reward and episode ends, no ROS.
 Observations: the stacked frames, uint8 (frame_stack, H, W), or with the vector state a Dict of
 "frames" and "vector" (SB3's MultiInputPolicy). Actions: the policy's [-1, 1]^2 (steer, accel),
 mapped to the vehicle command by the environment as for our trainer. `reset()` starts a training
-episode (the next seeded start pose); an episode that ends on a gap (never in process) or a
+episode as the training loop does: the next seeded start pose, or with `episode_seed` >= 0 the
+k-th reset's episode of seed episode_seed + k (a procedural track of its own); an episode that ends on a gap (never in process) or a
 restart is truncated, as in the trainer.
 """
 
@@ -23,8 +24,10 @@ from td3_trainer.sim_env import SimEnv
 class SimGymEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": []}
 
-    def __init__(self, env: SimEnv) -> None:
+    def __init__(self, env: SimEnv, episode_seed: int = -1) -> None:
         self.env = env
+        self.episode_seed = episode_seed
+        self.episodes = 0
         arch = env.params.architecture
         frames = gym.spaces.Box(0, 255, (arch.frame_stack, arch.image_size, arch.image_size), np.uint8)
         if arch.vector_dim:
@@ -43,7 +46,8 @@ class SimGymEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self.last = self.env.reset(-1)
+        self.last = self.env.reset(self.episode_seed + self.episodes if self.episode_seed >= 0 else -1)
+        self.episodes += 1
         return self.observation(self.last), {}
 
     def step(self, action):

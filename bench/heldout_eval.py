@@ -11,7 +11,9 @@ its goal has driven a lap. Nothing is stored and no noise is added: `policy` is 
 Reported per episode and over all of them (td3_trainer.loop.Evaluation): mean return, route
 completion, distance before the first collision or leaving the road, collisions and off-road
 ends per km, mean |lateral offset| and mean speed, and how many episodes drove the whole lap
-without a collision or leaving the road.
+without a collision or leaving the road. Speed (SpeedProfile): the mean on straights (curvature
+radius above STRAIGHT_RADIUS_M) and in tight curves (below TIGHT_RADIUS_M), the highest, and
+whether the mean on straights is within TARGET_BAND of the reward's target speed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,41 @@ HELD_OUT_TRACK_SEEDS = (7_000_001, 7_000_002, 7_000_003, 7_000_004, 7_000_005)
 STARTS_PER_TRACK = 2
 TRAINING_SEED_LIMIT = 7_000_000  # training seeds (track, lighting, episode seeds) stay below this
 COMPLETED = 0.98  # route completion that counts as the lap
+STRAIGHT_RADIUS_M = 100.0  # road with a curvature radius above this counts as straight
+TIGHT_RADIUS_M = 30.0  # ... below this as a tight curve (procedural tracks go down to 15 m)
+TARGET_BAND = 0.2  # mean speed on straights within 20% of the target speed is "at the asked speed"
+
+
+class SpeedProfile:
+    """Speeds seen by the policy, with the road's curvature where they were seen."""
+
+    def __init__(self) -> None:
+        self.speeds: list[float] = []
+        self.curvatures: list[float] = []
+
+    def watching(self, env: SimEnv, policy: Callable[[Observation], np.ndarray]) -> Callable[[Observation], np.ndarray]:
+        track = env.world.track
+
+        def watched(observation: Observation) -> np.ndarray:
+            self.speeds.append(float(observation.speed))
+            self.curvatures.append(float(track.curvature(track.project(observation.x, observation.y).s)))
+            return policy(observation)
+
+        return watched
+
+    def summary(self, target_mps: float) -> dict:
+        speeds, curvatures = np.asarray(self.speeds), np.asarray(self.curvatures)
+        straight, tight = curvatures < 1.0 / STRAIGHT_RADIUS_M, curvatures > 1.0 / TIGHT_RADIUS_M
+        mean = lambda mask: round(float(speeds[mask].mean()), 2) if mask.any() else None  # noqa: E731
+        on_straights = mean(straight)
+        return {
+            "target_speed_mps": round(target_mps, 2),
+            "mean_speed_straights_mps": on_straights,
+            "mean_speed_tight_curves_mps": mean(tight),
+            "max_speed_mps": round(float(speeds.max()), 2) if speeds.size else None,
+            "at_target_on_straights": on_straights is not None
+            and abs(on_straights - target_mps) <= TARGET_BAND * target_mps,
+        }
 
 
 def evaluation_seeds_are_held_out(training_seeds: set[int]) -> bool:
@@ -66,11 +103,12 @@ def evaluate_heldout(
     """Drive `policy` from `starts` poses of each held-out track; max_steps 0 = a lap's worth."""
     episodes: list[dict] = []
     results = []
+    profile = SpeedProfile()
     for track_seed in track_seeds:
         env = heldout_env(params, track_seed, camera, max_steps)
         limit = env.scorer.episode.max_episode_steps
         for k in range(starts):
-            result = run_episode(env, policy, env.lap_reset(k / starts), limit)
+            result = run_episode(env, profile.watching(env, policy), env.lap_reset(k / starts), limit)
             results.append(result)
             completion = min(max(result.progress_m / result.route_m, 0.0), 1.0)
             episodes.append(
@@ -89,9 +127,11 @@ def evaluate_heldout(
             )
     summary = Evaluation.of(results).as_dict()
     summary["laps_without_incident"] = sum(e["lap_without_incident"] for e in episodes)
+    summary["speed"] = profile.summary(float(params.reward.target_speed_mps))
     return {
         "track_seeds": list(track_seeds),
         "starts_per_track": starts,
         "summary": {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
+        "speed_limit_mps": float(params.action.speed_limit_mps),
         "episodes": episodes,
     }

@@ -124,3 +124,12 @@ def test_the_learning_benchmark_refuses_training_tracks_that_reach_the_heldout_s
     for seed, reason in ((-1, "needs episode_seed >= 0"), (TRAINING_SEED_LIMIT - 100, "would reach the held-out")):
         done = subprocess.run([*command, f"episode_seed={seed}"], capture_output=True, text=True, timeout=120, cwd=REPO)
         assert done.returncode == 2 and reason in done.stderr, done.stderr[-2000:]
+
+
+def test_the_gymnasium_view_resets_to_the_same_episode_seeds_as_the_training_loop(drawn_seeds: list[int]):
+    params = trainer_params(SMALL | {"episode_seed": 100, "reset_service": "/carla/{role_name}/reset"})
+    viewed = SimGymEnv(SimEnv(CAMERA, params, bridge=False), int(params.episode_seed))
+    drawn_seeds.clear()
+    for _ in range(3):
+        viewed.reset()
+    assert drawn_seeds == [100, 101, 102]

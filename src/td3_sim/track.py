@@ -110,6 +110,16 @@ class Track:
         tangent = tangent / np.hypot(tangent[..., 0], tangent[..., 1])[..., None]
         return points, tangent
 
+    def curvature(self, s: np.ndarray | float, window_m: float = 6.0) -> np.ndarray:
+        """|Curvature| (1/m) of the centerline at arclengths s: the turn of its tangent over
+        window_m around s, divided by window_m (smooths the ~1 m resampling)."""
+        s = np.asarray(s, dtype=np.float64)
+        _, before = self.frame_at(s - window_m / 2.0)
+        _, after = self.frame_at(s + window_m / 2.0)
+        cross = before[..., 0] * after[..., 1] - before[..., 1] * after[..., 0]
+        dot = before[..., 0] * after[..., 0] + before[..., 1] * after[..., 1]
+        return np.abs(np.arctan2(cross, dot)) / window_m
+
     def offset_points(self, s: np.ndarray, d: np.ndarray | float) -> np.ndarray:
         """Map-frame points at arclength s and lateral offset d (+ left)."""
         points, tangent = self.frame_at(s)

@@ -1,0 +1,140 @@
+"""The learning table and plot from bench_learning results (`--json-out` files).
+
+    python -m bench.learning_report RESULT.json ... [--plot docs/images/learning_budget.png]
+
+Prints Markdown: one row per run (trainer, budget, seed) with the held-out protocol's numbers,
+then per trainer and budget the median over seeds, how many seeds drove every held-out episode
+as a full lap without a collision or leaving the road (the goal), and, where both trainers ran
+the same budget, the ratio of their median scores and wall times. The score is the held-out
+route completion (distance before the first collision or off-road end, over the lap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+
+def load(paths: list[str]) -> list[dict]:
+    runs = []
+    for path in paths:
+        result = json.loads(Path(path).read_text())
+        heldout = result["heldout"]["td3"]
+        summary = heldout["summary"]
+        trainer = "ours" if result["training"]["trainer"] == "td3-drive" else "sb3"
+        runs.append(
+            {
+                "trainer": trainer,
+                "steps": result["budget"]["env_steps"],
+                "seed": result["budget"]["seed"],
+                "completion": summary["route_completion"],
+                "laps": summary["laps_without_incident"],
+                "episodes": int(summary["episodes"]),
+                "collisions_per_km": summary["collisions_per_km"],
+                "off_road_per_km": summary["off_road_per_km"],
+                "lateral_m": summary["mean_abs_lateral_m"],
+                "speed": summary["mean_speed_mps"],
+                "straights": summary["speed"]["mean_speed_straights_mps"],
+                "curves": summary["speed"]["mean_speed_tight_curves_mps"],
+                "max_speed": summary["speed"]["max_speed_mps"],
+                "at_target": summary["speed"]["at_target_on_straights"],
+                "seconds": result["training"]["seconds"],
+                "date": result["date"],
+            }
+        )
+    return sorted(runs, key=lambda r: (r["trainer"], r["steps"], r["seed"]))
+
+
+def all_laps(run: dict) -> bool:
+    return run["laps"] == run["episodes"]
+
+
+def table(runs: list[dict]) -> str:
+    lines = [
+        "| trainer | steps | seed | completion | laps | coll./km | off-road/km | mean \\|lat.\\| m | speed m/s "
+        "(straights / tight curves / max) | train s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['trainer']} | {r['steps']} | {r['seed']} | {r['completion']:.3f} | {r['laps']}/{r['episodes']} "
+            f"| {r['collisions_per_km']:.2f} | {r['off_road_per_km']:.2f} | {r['lateral_m']:.2f} "
+            f"| {r['speed']:.1f} ({r['straights']} / {r['curves']} / {r['max_speed']}) | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def medians(runs: list[dict]) -> tuple[str, dict]:
+    groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[(r["trainer"], r["steps"])].append(r)
+    lines = [
+        "| trainer | steps | seeds | median completion | seeds with every lap | median speed on straights m/s "
+        "| median train s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    summary = {}
+    for (trainer, steps), group in sorted(groups.items()):
+        med = statistics.median(r["completion"] for r in group)
+        straights = [r["straights"] for r in group if r["straights"] is not None]
+        seconds = statistics.median(r["seconds"] for r in group)
+        summary[(trainer, steps)] = (med, seconds)
+        lines.append(
+            f"| {trainer} | {steps} | {len(group)} | {med:.3f} | {sum(all_laps(r) for r in group)}/{len(group)} "
+            f"| {statistics.median(straights) if straights else '-'} | {seconds:.0f} |"
+        )
+    ratios = []
+    for (trainer, steps), (med, seconds) in sorted(summary.items()):
+        if trainer == "ours" and ("sb3", steps) in summary:
+            sb3_med, sb3_seconds = summary[("sb3", steps)]
+            score = f"{med / sb3_med:.2f}" if sb3_med > 0 else "inf"
+            ratios.append(f"- {steps} steps: score ours/SB3 {score}, wall time ours/SB3 {seconds / sb3_seconds:.2f}")
+    return "\n".join(lines) + ("\n\n" + "\n".join(ratios) if ratios else ""), summary
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    for trainer, colour in (("ours", "tab:blue"), ("sb3", "tab:orange")):
+        mine = [r for r in runs if r["trainer"] == trainer]
+        if not mine:
+            continue
+        ax.scatter([r["steps"] for r in mine], [r["completion"] for r in mine], color=colour, alpha=0.5, s=18)
+        budgets = sorted({r["steps"] for r in mine})
+        med = [statistics.median(r["completion"] for r in mine if r["steps"] == b) for b in budgets]
+        label = "td3-drive" if trainer == "ours" else "Stable-Baselines3 TD3"
+        ax.plot(budgets, med, color=colour, marker="o", label=f"{label} (median; dots: seeds)")
+    ax.set_xscale("log")
+    budgets = sorted({r["steps"] for r in runs})
+    ax.set_xticks(budgets, [f"{b / 1000:g}k" for b in budgets])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("environment steps of training")
+    ax.set_ylabel("held-out route completion")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", help="bench_learning --json-out files")
+    parser.add_argument("--plot", default="", help="write the completion-over-budget plot here (PNG)")
+    args = parser.parse_args()
+    runs = load(args.results)
+    print(table(runs))
+    print()
+    print(medians(runs)[0])
+    if args.plot:
+        plot(runs, Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()
