@@ -140,3 +140,13 @@ def test_build_names_the_field_of_a_config_class():
     with pytest.raises(ParamError) as info:
         build(Speed, {"limit": -1.0}, "", limit="top_speed")
     assert info.value.name == "top_speed"
+
+
+@pytest.mark.parametrize("node", ["td3_trainer", "carla_simulator"])
+def test_the_unseen_roads_setting_is_valid_and_declared_for_each_of_its_nodes(node: str):
+    yaml_name, table, validate = NODES[node]
+    setting = file_parameters(CONFIG / "trainer_unseen_roads.yaml", node)
+    assert setting and set(setting) <= set(table.names)
+    for name, value in setting.items():
+        assert type(value) is type(table[name].default), name
+    validate(file_parameters(CONFIG / yaml_name, node) | setting)
