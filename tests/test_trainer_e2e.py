@@ -341,3 +341,31 @@ def test_pixels_only_training_without_waypoints_in_the_observation(tmp_path: Pat
     assert meta.architecture.vector_dim == 0
     assert not meta.observation.use_vector_state
     assert checkpoint["total_it"] > 0
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_the_unseen_roads_setting_trains_on_a_new_procedural_track_each_episode_under_the_speed_limit(
+    tmp_path: Path,
+):
+    # config/trainer_unseen_roads.yaml as train.launch.py's config_file gives it to both nodes; a
+    # low speed limit here so that the random warm-up reaches it.
+    setting = CONFIG / "trainer_unseen_roads.yaml"
+    limit = 2.5
+    trainer = file_parameters(setting, "td3_trainer")
+    trainer |= {"total_steps": 250, "max_episode_steps": 50, "action.speed_limit_mps": limit}
+    truth_log = tmp_path / "ground_truth.jsonl"
+    sim = file_parameters(setting, "carla_simulator") | {"ground_truth_log": str(truth_log)}
+    log = tmp_path / "trainer.log"
+    with simulator(tmp_path, sim), node_process(trainer_args(tmp_path, trainer), log) as proc:
+        code = wait_exit(proc, log)
+    assert code == 0, tail(log)
+    truth = ground_truth.read(truth_log)
+    resets = [r for r in truth if r["kind"] == "reset"]
+    seed = int(trainer["episode_seed"])
+    assert len(resets) >= 5 and [r["seed"] for r in resets] == list(range(seed, seed + len(resets)))
+    assert len({round(r["track_length_m"]) for r in resets}) == len(resets), "the same track twice"
+    speeds = [r["speed"] for r in truth if r["kind"] == "tick"]
+    assert limit * 0.9 < max(speeds) <= limit + 0.05, max(speeds)
+    checkpoint = load_checkpoint_file(read_latest_pointer(only_run_dir(tmp_path / "models")))
+    assert checkpoint["action"]["speed_limit_mps"] == limit

@@ -210,6 +210,7 @@ class EgoVehicle:
     def reset(self, seed: int) -> None:
         """The reset service's respawn (one vehicle only): new track for seed >= 0, its lap route."""
         self.world.reset(seed)
+        self.truth("reset", frame=self.world.frame, seed=seed, track_length_m=self.world.track.length)
         self.last_control = CarlaEgoVehicleControl()
         self._late.clear()
         self.planner.set_track(self.world.track, self.default_goal())

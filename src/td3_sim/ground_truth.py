@@ -2,8 +2,9 @@
 
 Kinds: "tick" (frame, stamp_ns, the car's true pose, speed, on_road, lateral offset, collision,
 route_version), "command" (the frame it arrived at, the stamp it answers, its values),
-"set_transform", "goal", "route" (version, trigger, points, first and last point) and "event"
-(its stamp, and the frame whose messages it went out with).
+"set_transform", "goal", "route" (version, trigger, points, first and last point), "reset" (the
+reset service's: seed, track length) and "event" (its stamp, and the frame whose messages it
+went out with).
 """
 
 from __future__ import annotations
