@@ -6,8 +6,8 @@ Observations: the stacked frames, uint8 (frame_stack, H, W), or with the vector 
 "frames" and "vector" (SB3's MultiInputPolicy). Actions: the policy's [-1, 1]^2 (steer, accel),
 mapped to the vehicle command by the environment as for our trainer. `reset()` starts a training
 episode as the training loop does: the next seeded start pose, or with `episode_seed` >= 0 the
-k-th reset's episode of seed episode_seed + k (a procedural track of its own); an episode that ends on a gap (never in process) or a
-restart is truncated, as in the trainer.
+k-th reset's episode of seed episode_seed + k (a procedural track of its own); an episode that
+ends on a gap (never in process) or a restart is truncated, as in the trainer.
 """
 
 from __future__ import annotations

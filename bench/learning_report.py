@@ -24,7 +24,8 @@ def load(paths: list[str]) -> list[dict]:
         result = json.loads(Path(path).read_text())
         heldout = result["heldout"]["td3"]
         summary = heldout["summary"]
-        trainer = "ours" if result["training"]["trainer"] == "td3-drive" else "sb3"
+        name = result["training"]["trainer"]
+        trainer = "ours" if name == "td3-drive" else ("sb3-defaults" if "defaults" in name else "sb3")
         runs.append(
             {
                 "trainer": trainer,
@@ -102,15 +103,15 @@ def plot(runs: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
-    for trainer, colour in (("ours", "tab:blue"), ("sb3", "tab:orange")):
+    labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
+    for trainer, colour in (("ours", "tab:blue"), ("sb3", "tab:orange"), ("sb3-defaults", "tab:red")):
         mine = [r for r in runs if r["trainer"] == trainer]
         if not mine:
             continue
         ax.scatter([r["steps"] for r in mine], [r["completion"] for r in mine], color=colour, alpha=0.5, s=18)
         budgets = sorted({r["steps"] for r in mine})
         med = [statistics.median(r["completion"] for r in mine if r["steps"] == b) for b in budgets]
-        label = "td3-drive" if trainer == "ours" else "Stable-Baselines3 TD3"
-        ax.plot(budgets, med, color=colour, marker="o", label=f"{label} (median; dots: seeds)")
+        ax.plot(budgets, med, color=colour, marker="o", label=f"{labels[trainer]} (median; dots: seeds)")
     ax.set_xscale("log")
     budgets = sorted({r["steps"] for r in runs})
     ax.set_xticks(budgets, [f"{b / 1000:g}k" for b in budgets])
