@@ -24,6 +24,7 @@ from td3_bringup.graph import preprocess_node, repo_config_dir, training_graph
 from td3_bringup.runner import node_command
 from td3_core.image_codec import ImageError
 from td3_core.observation import ObservationBuilder
+from td3_core.params import ParamError
 from td3_core.preprocessing import (
     PREPROCESSED_IMAGE_TOPIC,
     RAW_IMAGE_TOPIC,
@@ -32,7 +33,7 @@ from td3_core.preprocessing import (
     frame_from_preprocessed_msg,
 )
 from td3_core.vector_state import ObservationConfig
-from td3_preprocess.node import ParamError, PreprocessParams
+from td3_preprocess.node import PreprocessParams
 
 from .processes import node_process
 

@@ -16,28 +16,23 @@ good one is processed as usual.
 from __future__ import annotations
 
 import array
-import signal
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
+from td3_bringup.node_main import spin_node
 from td3_core.image_codec import ImageError
-from td3_core.params import Param, ParamError, ParamTable, build, one_of, positive, ros_name
+from td3_core.params import Param, ParamTable, build, one_of, positive, ros_name
 from td3_core.preprocessing import PREPROCESSED_IMAGE_TOPIC, RAW_IMAGE_TOPIC, PreprocessConfig, frame_from_image_msg
 
 NODE_NAME = "td3_preprocess"
 RELIABILITIES = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
-EXIT_INVALID_PARAMETER = 2
 
 
 PARAMS = ParamTable(
@@ -117,31 +112,8 @@ class PreprocessNode(Node):
         self._pub.publish(out)
 
 
-def _sigterm_as_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    node = None
-    try:
-        try:
-            node = PreprocessNode()
-        except ParamError as error:
-            get_logger(NODE_NAME).fatal(f"cannot start: {error}")
-            return EXIT_INVALID_PARAMETER
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(PreprocessNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

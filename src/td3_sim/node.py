@@ -48,18 +48,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import rclpy
 from builtin_interfaces.msg import Time
 from carla_msgs.msg import CarlaControl, CarlaEgoVehicleControl, CarlaStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.clock import Clock as RosClock
 from rclpy.clock import ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from td3_drive.srv import ResetEpisode
 
+from td3_bringup.node_main import spin_node
 from td3_core.params import Param, ParamError, ParamTable, non_negative, positive, ros_name
 from td3_sim.ego_vehicle import LATCHED_QOS, LOG_THROTTLE_S, SENSOR_QOS, EgoVehicle, control_from_twist
 from td3_sim.ground_truth import GroundTruthLog
@@ -69,7 +68,6 @@ from td3_sim.world import SimConfig
 __all__ = ["LATCHED_QOS", "SENSOR_QOS", "NodeParams", "ParamError", "SimulatorNode", "control_from_twist", "validate"]
 
 DIAGNOSTICS_PERIOD_S = 1.0
-EXIT_INVALID_PARAMETER = 2
 
 
 PARAMS = (
@@ -397,24 +395,7 @@ def _stamp_ns(stamp: Time) -> int:
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = SimulatorNode()
-        except ParamError as error:
-            print(f"[carla_simulator] invalid {error}", file=sys.stderr, flush=True)
-            return EXIT_INVALID_PARAMETER
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(SimulatorNode, "carla_simulator", args)
 
 
 if __name__ == "__main__":
