@@ -38,12 +38,17 @@ def load(paths: list[str]) -> list[dict]:
                 "off_road_per_km": summary["off_road_per_km"],
                 "lateral_m": summary["mean_abs_lateral_m"],
                 "speed": summary["mean_speed_mps"],
-                "straights": summary["speed"]["mean_speed_straights_mps"],
-                "curves": summary["speed"]["mean_speed_tight_curves_mps"],
-                "max_speed": summary["speed"]["max_speed_mps"],
-                "at_target": summary["speed"]["at_target_on_straights"],
+                # results from before the speed profile have none ("-")
+                "straights": summary.get("speed", {}).get("mean_speed_straights_mps", "-"),
+                "curves": summary.get("speed", {}).get("mean_speed_tight_curves_mps", "-"),
+                "max_speed": summary.get("speed", {}).get("max_speed_mps", "-"),
                 "seconds": result["training"]["seconds"],
                 "date": result["date"],
+                # the benchmark's other evaluation: tracks of seeds 1000+k (procedural training) or other
+                # spawn points of the loop, --eval-steps steps each
+                "other_m": result["eval"]["td3"]["mean_distance_m"],
+                "other_crashed": result["eval"]["td3"]["episodes_ended_by_crash"],
+                "other_episodes": result["eval"]["episodes"],
             }
         )
     return sorted(runs, key=lambda r: (r["trainer"], r["steps"], r["seed"]))
@@ -56,14 +61,15 @@ def all_laps(run: dict) -> bool:
 def table(runs: list[dict]) -> str:
     lines = [
         "| trainer | steps | seed | completion | laps | coll./km | off-road/km | mean \\|lat.\\| m | speed m/s "
-        "(straights / tight curves / max) | train s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "(straights / tight curves / max) | train s | other starts: distance, crashed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in runs:
         lines.append(
             f"| {r['trainer']} | {r['steps']} | {r['seed']} | {r['completion']:.3f} | {r['laps']}/{r['episodes']} "
             f"| {r['collisions_per_km']:.2f} | {r['off_road_per_km']:.2f} | {r['lateral_m']:.2f} "
-            f"| {r['speed']:.1f} ({r['straights']} / {r['curves']} / {r['max_speed']}) | {r['seconds']:.0f} |"
+            f"| {r['speed']:.1f} ({r['straights']} / {r['curves']} / {r['max_speed']}) | {r['seconds']:.0f} "
+            f"| {r['other_m']:.0f} m, {r['other_crashed']}/{r['other_episodes']} |"
         )
     return "\n".join(lines)
 
@@ -80,7 +86,7 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
     summary = {}
     for (trainer, steps), group in sorted(groups.items()):
         med = statistics.median(r["completion"] for r in group)
-        straights = [r["straights"] for r in group if r["straights"] is not None]
+        straights = [r["straights"] for r in group if isinstance(r["straights"], float)]
         seconds = statistics.median(r["seconds"] for r in group)
         summary[(trainer, steps)] = (med, seconds)
         lines.append(
