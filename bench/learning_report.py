@@ -54,6 +54,10 @@ def load(paths: list[str]) -> list[dict]:
     return sorted(runs, key=lambda r: (r["trainer"], r["steps"], r["seed"]))
 
 
+def shown(value) -> str:
+    return "-" if value is None else str(value)
+
+
 def all_laps(run: dict) -> bool:
     return run["laps"] == run["episodes"]
 
@@ -68,7 +72,8 @@ def table(runs: list[dict]) -> str:
         lines.append(
             f"| {r['trainer']} | {r['steps']} | {r['seed']} | {r['completion']:.3f} | {r['laps']}/{r['episodes']} "
             f"| {r['collisions_per_km']:.2f} | {r['off_road_per_km']:.2f} | {r['lateral_m']:.2f} "
-            f"| {r['speed']:.1f} ({r['straights']} / {r['curves']} / {r['max_speed']}) | {r['seconds']:.0f} "
+            f"| {r['speed']:.1f} ({shown(r['straights'])} / {shown(r['curves'])} / {shown(r['max_speed'])}) "
+            f"| {r['seconds']:.0f} "
             f"| {r['other_m']:.0f} m, {r['other_crashed']}/{r['other_episodes']} |"
         )
     return "\n".join(lines)
@@ -79,26 +84,31 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
     for r in runs:
         groups[(r["trainer"], r["steps"])].append(r)
     lines = [
-        "| trainer | steps | seeds | median completion | seeds with every lap | median speed on straights m/s "
-        "| median train s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| trainer | steps | seeds | median completion | mean completion | seeds with every lap "
+        "| median speed on straights m/s | median train s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary = {}
     for (trainer, steps), group in sorted(groups.items()):
         med = statistics.median(r["completion"] for r in group)
+        mean = statistics.fmean(r["completion"] for r in group)
         straights = [r["straights"] for r in group if isinstance(r["straights"], float)]
         seconds = statistics.median(r["seconds"] for r in group)
-        summary[(trainer, steps)] = (med, seconds)
+        summary[(trainer, steps)] = (med, mean, seconds)
         lines.append(
-            f"| {trainer} | {steps} | {len(group)} | {med:.3f} | {sum(all_laps(r) for r in group)}/{len(group)} "
+            f"| {trainer} | {steps} | {len(group)} | {med:.3f} | {mean:.3f} "
+            f"| {sum(all_laps(r) for r in group)}/{len(group)} "
             f"| {statistics.median(straights) if straights else '-'} | {seconds:.0f} |"
         )
     ratios = []
-    for (trainer, steps), (med, seconds) in sorted(summary.items()):
+    ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "inf"  # noqa: E731
+    for (trainer, steps), (med, mean, seconds) in sorted(summary.items()):
         if trainer == "ours" and ("sb3", steps) in summary:
-            sb3_med, sb3_seconds = summary[("sb3", steps)]
-            score = f"{med / sb3_med:.2f}" if sb3_med > 0 else "inf"
-            ratios.append(f"- {steps} steps: score ours/SB3 {score}, wall time ours/SB3 {seconds / sb3_seconds:.2f}")
+            sb3_med, sb3_mean, sb3_seconds = summary[("sb3", steps)]
+            ratios.append(
+                f"- {steps} steps, ours / SB3 (our settings): median completion {ratio(med, sb3_med)}, mean "
+                f"completion {ratio(mean, sb3_mean)}, median training wall time {ratio(seconds, sb3_seconds)}"
+            )
     return "\n".join(lines) + ("\n\n" + "\n".join(ratios) if ratios else ""), summary
 
 
