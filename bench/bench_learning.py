@@ -40,6 +40,7 @@ import yaml
 
 from bench.heldout_eval import evaluate_heldout, evaluation_seeds_are_held_out
 from td3_bringup.graph import file_parameters, repo_config_dir
+from td3_core.checkpoint import save_checkpoint, training_payload
 from td3_core.networks import Architecture
 from td3_sim.world import SimConfig
 from td3_trainer.config import TD3Config
@@ -89,6 +90,16 @@ def train_ours(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nd
     settings = LoopSettings.of(params)  # the node's: budget, warm-up, batch, updates, episode seeds
     loop = TrainingLoop(agent, buffer, config, settings, np.random.default_rng(args.seed))
     training = {"trainer": "td3-drive", **train(loop, env)}
+    if args.checkpoint_out:  # the node's checkpoint format: the driver and tools read it as they are
+        payload = training_payload(
+            agent.state(),
+            preprocess=params.preprocess.to_dict(),
+            observation=params.observation.to_dict(),
+            action=params.action.to_dict(),
+            config=dict(params.values),
+            extra={"env_steps": loop.env_steps},
+        )
+        save_checkpoint(payload, args.checkpoint_out)
     return lambda s: agent.act(s.frames, s.vector), training
 
 
@@ -182,6 +193,9 @@ def main() -> None:
         "e.g. config/trainer_unseen_roads.yaml",
     )
     parser.add_argument("--json-out", default="", help="also write the JSON result here (bench.learning_report)")
+    parser.add_argument(
+        "--checkpoint-out", default="", help="ours: also write the trained agent as a checkpoint (.pth) here"
+    )
     parser.add_argument("--trainer", choices=("ours", "sb3"), default="ours")
     parser.add_argument("--sb3-settings", choices=("ours", "defaults"), default="ours")
     parser.add_argument("--heldout", action="store_true", help="also evaluate on the held-out procedural tracks")

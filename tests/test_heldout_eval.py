@@ -4,12 +4,14 @@ gives exactly the shipped environment's observations, rewards and episode ends."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.bench_learning import trainer_params
 from bench.gym_env import SimGymEnv
@@ -21,6 +23,7 @@ from bench.heldout_eval import (
     heldout_env,
     lap_steps,
 )
+from td3_driver.policy_runner import load_runner
 from td3_sim.world import SimConfig, SimWorld
 from td3_trainer.config import TD3Config
 from td3_trainer.loop import LoopSettings, TrainingLoop
@@ -133,3 +136,17 @@ def test_the_gymnasium_view_resets_to_the_same_episode_seeds_as_the_training_loo
     for _ in range(3):
         viewed.reset()
     assert drawn_seeds == [100, 101, 102]
+
+
+def test_the_learning_benchmark_writes_the_trained_agent_as_a_checkpoint_the_driver_loads(tmp_path: Path):
+    out, result = tmp_path / "agent.pth", tmp_path / "result.json"
+    command = [sys.executable, "-m", "bench.bench_learning", "--steps", "40", "--learning-starts", "20"]
+    command += ["--batch-size", "8", "--max-episode-steps", "20", "--eval-episodes", "1", "--eval-steps", "5"]
+    command += ["--camera", "64", "48", "--threads", "1", "--checkpoint-out", str(out), "--json-out", str(result)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(result.read_text())["budget"]["env_steps"] == 40
+    runner = load_runner(str(out), torch.device("cpu"), 2)  # the driver's loader, with its warm-up checks
+    assert runner.meta.action == trainer_params({}).action
+    inference = runner.infer(np.zeros(runner.frames_shape, np.uint8), np.zeros(runner.vector_dim, np.float32))
+    assert inference.action.shape == (2,) and inference.finite
