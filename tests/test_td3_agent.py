@@ -378,3 +378,29 @@ def test_learns_a_trivial_visual_bandit():
         assert abs(steer[left] - best(left)) < 0.3, (left, steer[left])
         assert abs(accel) < 0.3, (left, accel)
     assert steer[True] - steer[False] > 0.5
+
+
+def test_the_preactivation_penalty_pulls_a_saturated_actor_back_and_is_off_by_default():
+    def saturated_agent(penalty: float) -> TD3Agent:
+        torch.manual_seed(0)
+        agent = TD3Agent(SMALL, TD3Config(policy_delay=1, actor_lr=1e-2, actor_preactivation_penalty=penalty))
+        with torch.no_grad():
+            agent.actor.fc3.bias.fill_(-4.0)  # every action at tanh(-4): full brake, full steer
+        return agent
+
+    def mean_preactivation(agent: TD3Agent, batch: Batch) -> float:
+        with torch.no_grad():
+            state = agent._state(agent.critic_cnn, scale_frames(batch.frames), batch.vectors)
+            return float(agent.actor.preactivation(state).mean())
+
+    batch = random_batch(SMALL, 16)
+    plain, penalised = saturated_agent(0.0), saturated_agent(1.0)
+    start = mean_preactivation(plain, batch)
+    for step in range(30):
+        for agent in (plain, penalised):
+            agent.update(random_batch(SMALL, 16, seed=step))
+    assert start < -3.5
+    assert mean_preactivation(penalised, batch) > mean_preactivation(plain, batch) + 0.5
+    assert TD3Config().actor_preactivation_penalty == 0.0
+    with pytest.raises(ValueError, match="actor_preactivation_penalty"):
+        TD3Config(actor_preactivation_penalty=-1.0)

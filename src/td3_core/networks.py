@@ -152,9 +152,12 @@ class Actor(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
         self.fc3 = nn.Linear(hidden_dim, action_dim)
 
+    def preactivation(self, state: torch.Tensor) -> torch.Tensor:
+        """The output before its tanh (what a saturation penalty reads)."""
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(state)))))
+
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        hidden = torch.relu(self.fc2(torch.relu(self.fc1(state))))
-        return torch.tanh(self.fc3(hidden))
+        return torch.tanh(self.preactivation(state))
 
 
 class QHead(nn.Module):

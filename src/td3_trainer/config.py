@@ -29,6 +29,7 @@ class TD3Config:
     augment: bool = False
     augment_pad: int = 4
     actor_encoder: str = "critic"  # "critic": the actor reads the critic CNN's features; "own": its own CNN
+    actor_preactivation_penalty: float = 0.0  # weight of mean(pre-tanh output^2) in the actor loss; 0 = TD3's
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -56,6 +57,7 @@ class TD3Config:
         self._check("exploration_noise", self.exploration_noise >= 0.0, ">= 0")
         self._check("exploration_correlation", 0.0 <= self.exploration_correlation < 1.0, "in [0, 1)")
         self._check("warmup_noise", self.warmup_noise >= 0.0, ">= 0")
+        self._check("actor_preactivation_penalty", self.actor_preactivation_penalty >= 0.0, ">= 0")
         self._check("learning_starts", self.learning_starts >= 0, ">= 0")
         self._check("buffer_size", self.buffer_size >= 1, ">= 1")
         self._check("augment_pad", 0 <= self.augment_pad <= 64, "in 0..64")

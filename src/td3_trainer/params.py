@@ -85,6 +85,12 @@ TD3_PARAMS = (
         "own: the actor loss trains the actor's own CNN",
         one_of("critic", "own"),
     ),
+    Param(
+        "actor_preactivation_penalty",
+        0.0,
+        "weight of mean(pre-tanh actor output^2) added to the actor loss: pulls a saturated actor (e.g. "
+        "stuck at full brake, where tanh passes almost no gradient) back; 0 = TD3's actor loss",
+    ),
 )
 
 REWARD_DESCRIPTIONS = {

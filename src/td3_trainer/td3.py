@@ -235,8 +235,11 @@ class TD3Agent:
             with torch.no_grad():
                 critic_state = self._state(self.critic_cnn, obs, vectors)
             actor_state = critic_state if shared else self._state(self.actor_cnn, obs, vectors)
-            actor_actions = self.actor(actor_state)
+            preactivation = self.actor.preactivation(actor_state)
+            actor_actions = torch.tanh(preactivation)
             actor_loss = -self.critic.q1(critic_state, actor_actions).mean()
+            if cfg.actor_preactivation_penalty > 0.0:
+                actor_loss = actor_loss + cfg.actor_preactivation_penalty * preactivation.pow(2).mean()
             self.actor_optimizer.zero_grad(set_to_none=True)
             self.actor_cnn_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward(inputs=self._actor_params)
