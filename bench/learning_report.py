@@ -114,28 +114,35 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
 
 def plot(runs: list[dict], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
-    for trainer, colour in (("ours", "tab:blue"), ("sb3", "tab:orange"), ("sb3-defaults", "tab:red")):
+    for k, (trainer, colour) in enumerate((("ours", "tab:blue"), ("sb3", "tab:orange"), ("sb3-defaults", "tab:red"))):
         mine = [r for r in runs if r["trainer"] == trainer]
         if not mine:
             continue
-        ax.scatter([r["steps"] for r in mine], [r["completion"] for r in mine], color=colour, alpha=0.5, s=18)
-        budgets = sorted({r["steps"] for r in mine})
-        med = [statistics.median(r["completion"] for r in mine if r["steps"] == b) for b in budgets]
-        ax.plot(budgets, med, color=colour, marker="o", label=f"{labels[trainer]} (median; dots: seeds)")
+        # seeds as dots, spread a little sideways so that equal results stay visible
+        offsets = {b: 0 for b in {r["steps"] for r in mine}}
+        for r in mine:
+            x = r["steps"] * (1.0 + 0.025 * (offsets[r["steps"]] - 2) + 0.01 * k)
+            offsets[r["steps"]] += 1
+            ax.scatter([x], [r["completion"]], color=colour, alpha=0.6, s=20)
+        budgets = sorted(offsets)
+        mean = [statistics.fmean(r["completion"] for r in mine if r["steps"] == b) for b in budgets]
+        ax.plot(budgets, mean, color=colour, marker="o", label=f"{labels[trainer]} (mean; dots: seeds)")
     ax.set_xscale("log")
     budgets = sorted({r["steps"] for r in runs})
     ax.set_xticks(budgets, [f"{b / 1000:g}k" for b in budgets])
-    ax.set_ylim(-0.02, 1.02)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_ylim(-0.04, 1.04)
     ax.set_xlabel("environment steps of training")
     ax.set_ylabel("held-out route completion")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
 
