@@ -40,9 +40,10 @@ import yaml
 
 from bench.heldout_eval import evaluate_heldout, evaluation_seeds_are_held_out
 from td3_bringup.graph import file_parameters, repo_config_dir
-from td3_core.checkpoint import save_checkpoint, training_payload
+from td3_core.checkpoint import save_checkpoint
 from td3_core.networks import Architecture
 from td3_sim.world import SimConfig
+from td3_trainer.checkpointing import run_payload
 from td3_trainer.config import TD3Config
 from td3_trainer.environment import Observation
 from td3_trainer.loop import LoopHooks, LoopSettings, TrainingLoop, run_episode
@@ -52,6 +53,7 @@ from td3_trainer.sim_env import SimEnv
 from td3_trainer.td3 import TD3Agent
 
 CONFIG = repo_config_dir() / "trainer.yaml"
+EVAL_SEED_BASE = 1000  # evaluate()'s episode k resets with seed EVAL_SEED_BASE + k
 
 
 def trainer_params(overrides: dict):
@@ -65,7 +67,7 @@ def evaluate(env: SimEnv, policy: Callable[[Observation], np.ndarray], episodes:
         actions.append(policy(observation))
         return actions[-1]
 
-    results = [run_episode(env, recorded, env.reset(1000 + episode), max_steps) for episode in range(episodes)]
+    results = [run_episode(env, recorded, env.reset(EVAL_SEED_BASE + k), max_steps) for k in range(episodes)]
     returns = [r.episode_return for r in results]
     distances = [r.progress_m for r in results]
     return {
@@ -91,15 +93,7 @@ def train_ours(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nd
     loop = TrainingLoop(agent, buffer, config, settings, np.random.default_rng(args.seed))
     training = {"trainer": "td3-drive", **train(loop, env)}
     if args.checkpoint_out:  # the node's checkpoint format: the driver and tools read it as they are
-        payload = training_payload(
-            agent.state(),
-            preprocess=params.preprocess.to_dict(),
-            observation=params.observation.to_dict(),
-            action=params.action.to_dict(),
-            config=dict(params.values),
-            extra={"env_steps": loop.env_steps},
-        )
-        save_checkpoint(payload, args.checkpoint_out)
+        save_checkpoint(run_payload(agent.state(), params, {"env_steps": loop.env_steps}), args.checkpoint_out)
     return lambda s: agent.act(s.frames, s.vector), training
 
 
@@ -227,7 +221,8 @@ def main() -> None:
             parser.error("--tracks procedural needs episode_seed >= 0 (the first training track's seed)")
         args.resets = "service"  # a new track per episode is the reset service's respawn
         first, last = int(params.episode_seed), int(params.episode_seed) + args.steps  # at most one per step
-        if not evaluation_seeds_are_held_out(set(range(first, last + 1)) | set(range(1000, 1000 + args.eval_episodes))):
+        evaluation = set(range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.eval_episodes))
+        if not evaluation_seeds_are_held_out(set(range(first, last + 1)) | evaluation):
             parser.error(f"training track seeds {first}..{last} would reach the held-out evaluation seeds")
     sim = SimConfig(
         image_width=args.camera[0],

@@ -3,9 +3,9 @@
     python -m bench.learning_report RESULT.json ... [--plot docs/images/learning_budget.png]
 
 Prints Markdown: one row per run (trainer, budget, seed) with the held-out protocol's numbers,
-then per trainer and budget the median over seeds, how many seeds drove every held-out episode
-as a full lap without a collision or leaving the road (the goal), and, where both trainers ran
-the same budget, the ratio of their median scores and wall times. The score is the held-out
+then per trainer and budget the median and mean over seeds, how many seeds drove every held-out
+episode as a full lap without a collision or leaving the road (the goal), and, where both
+trainers ran the same budget, the ratios of their scores and wall times. The score is the held-out
 route completion (distance before the first collision or off-road end, over the lap).
 """
 
@@ -38,10 +38,10 @@ def load(paths: list[str]) -> list[dict]:
                 "off_road_per_km": summary["off_road_per_km"],
                 "lateral_m": summary["mean_abs_lateral_m"],
                 "speed": summary["mean_speed_mps"],
-                # results from before the speed profile have none ("-")
-                "straights": summary.get("speed", {}).get("mean_speed_straights_mps", "-"),
-                "curves": summary.get("speed", {}).get("mean_speed_tight_curves_mps", "-"),
-                "max_speed": summary.get("speed", {}).get("max_speed_mps", "-"),
+                # None: results from before the speed profile, or no such road driven
+                "straights": summary.get("speed", {}).get("mean_speed_straights_mps"),
+                "curves": summary.get("speed", {}).get("mean_speed_tight_curves_mps"),
+                "max_speed": summary.get("speed", {}).get("max_speed_mps"),
                 "seconds": result["training"]["seconds"],
                 "date": result["date"],
                 # the benchmark's other evaluation: tracks of seeds 1000+k (procedural training) or other
@@ -92,7 +92,7 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
     for (trainer, steps), group in sorted(groups.items()):
         med = statistics.median(r["completion"] for r in group)
         mean = statistics.fmean(r["completion"] for r in group)
-        straights = [r["straights"] for r in group if isinstance(r["straights"], float)]
+        straights = [r["straights"] for r in group if r["straights"] is not None]
         seconds = statistics.median(r["seconds"] for r in group)
         summary[(trainer, steps)] = (med, mean, seconds)
         lines.append(

@@ -38,12 +38,26 @@ from td3_core.checkpoint import (
     save_checkpoint,
     save_evaluation,
     save_replay,
+    training_payload,
     write_latest_pointer,
     write_pointer,
 )
 
 DAMAGED_SUFFIX = ".damaged"
 Log = Callable[[str], None]
+
+
+def run_payload(state: TrainingState, params, extra: Mapping[str, Any]) -> dict:
+    """The checkpoint of a run: the agent's `state` with the run's observation, action mapping and
+    every parameter (td3_trainer.params.TrainerParams) as its config."""
+    return training_payload(
+        state,
+        preprocess=params.preprocess.to_dict(),
+        observation=params.observation.to_dict(),
+        action=params.action.to_dict(),
+        config=dict(params.values),
+        extra=extra,
+    )
 
 
 def default_run_name() -> str:

@@ -31,10 +31,17 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from td3_core.checkpoint import CheckpointError, read_metadata, training_payload
+from td3_core.checkpoint import CheckpointError, read_metadata
 from td3_core.device import DeviceError, select_device
 from td3_trainer import params as trainer_params
-from td3_trainer.checkpointing import CheckpointManager, Resumed, default_run_name, load_resume, locate_resume
+from td3_trainer.checkpointing import (
+    CheckpointManager,
+    Resumed,
+    default_run_name,
+    load_resume,
+    locate_resume,
+    run_payload,
+)
 from td3_trainer.env_client import RosEnv
 from td3_trainer.fleet import Fleet, FleetEnv, VehicleReplay
 from td3_trainer.learner_thread import BackgroundLearner
@@ -296,14 +303,7 @@ class TrainerNode(Node):
         }
         learner = self.loop.learner
         with learner.lock if learner is not None else contextlib.nullcontext():
-            payload = training_payload(
-                self.agent.state(),
-                preprocess=p.preprocess.to_dict(),
-                observation=p.observation.to_dict(),
-                action=p.action.to_dict(),
-                config=dict(p.values),
-                extra=extra,
-            )
+            payload = run_payload(self.agent.state(), p, extra)
         replay = self._replay_state if p.save_replay_buffer else None
         return self.checkpoints.save(payload, self.loop.env_steps, replay, evaluation, best)
 
