@@ -221,9 +221,15 @@ def main() -> None:
             parser.error("--tracks procedural needs episode_seed >= 0 (the first training track's seed)")
         args.resets = "service"  # a new track per episode is the reset service's respawn
         first, last = int(params.episode_seed), int(params.episode_seed) + args.steps  # at most one per step
+        training = set(range(first, last + 1))
         evaluation = set(range(EVAL_SEED_BASE, EVAL_SEED_BASE + args.eval_episodes))
-        if not evaluation_seeds_are_held_out(set(range(first, last + 1)) | evaluation):
+        if not evaluation_seeds_are_held_out(training | evaluation):
             parser.error(f"training track seeds {first}..{last} would reach the held-out evaluation seeds")
+        if training & evaluation:
+            parser.error(
+                f"training track seeds {first}..{last} overlap this benchmark's evaluation seeds "
+                f"{EVAL_SEED_BASE}..{EVAL_SEED_BASE + args.eval_episodes - 1}"
+            )
     sim = SimConfig(
         image_width=args.camera[0],
         image_height=args.camera[1],

@@ -19,14 +19,14 @@ whether the mean on straights is within TARGET_BAND of the reward's target speed
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
+from td3_sim.track import make_track
 from td3_sim.world import SimConfig
 from td3_trainer.environment import Observation
 from td3_trainer.loop import Evaluation, run_episode
-from td3_trainer.params import TrainerParams
+from td3_trainer.params import TrainerParams, validate
 from td3_trainer.sim_env import SimEnv
 
 HELD_OUT_TRACK_SEEDS = (7_000_001, 7_000_002, 7_000_003, 7_000_004, 7_000_005)
@@ -81,15 +81,14 @@ def heldout_env(params: TrainerParams, track_seed: int, camera: tuple[int, int],
     sim = SimConfig(
         image_width=camera[0], image_height=camera[1], track="procedural", seed=track_seed, randomize_lighting=True
     )
-    env = SimEnv(sim, params)
-    env.scorer.episode = replace(env.scorer.episode, max_episode_steps=max_steps or lap_steps(env, params))
-    return env
+    steps = max_steps or lap_steps(make_track("procedural", track_seed).length, sim.fixed_delta_seconds, params)
+    return SimEnv(sim, validate({**params.values, "max_episode_steps": steps}))
 
 
-def lap_steps(env: SimEnv, params: TrainerParams, slack: float = 1.5) -> int:
-    """Steps for a lap at the reward's target speed, with slack."""
+def lap_steps(track_length_m: float, dt: float, params: TrainerParams, slack: float = 1.5) -> int:
+    """Steps for a lap of `track_length_m` at the reward's target speed, with slack."""
     target = float(params.reward.target_speed_mps)
-    return int(slack * env.world.track.length / max(target, 1.0) / env.world.dt)
+    return int(slack * track_length_m / max(target, 1.0) / dt)
 
 
 def evaluate_heldout(

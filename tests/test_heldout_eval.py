@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.bench_learning import trainer_params
+from bench.bench_learning import EVAL_SEED_BASE, trainer_params
 from bench.gym_env import SimGymEnv
 from bench.heldout_eval import (
     HELD_OUT_TRACK_SEEDS,
@@ -115,7 +115,8 @@ def test_the_gymnasium_view_gives_exactly_the_shipped_environments_steps():
 def test_heldout_episodes_last_a_lap_not_trainings_max_episode_steps():
     params = trainer_params(SMALL)  # training truncates after 25 steps
     env = heldout_env(params, HELD_OUT_TRACK_SEEDS[0], (64, 48))
-    assert env.scorer.episode.max_episode_steps == lap_steps(env, params) > 1000
+    lap = lap_steps(env.world.track.length, env.world.dt, params)
+    assert env.scorer.episode.max_episode_steps == lap > 1000
     standing = evaluate_heldout(
         lambda o: np.array([0.0, -1.0], np.float32), params, (64, 48), HELD_OUT_TRACK_SEEDS[:1], starts=1, max_steps=40
     )
@@ -124,7 +125,12 @@ def test_heldout_episodes_last_a_lap_not_trainings_max_episode_steps():
 
 def test_the_learning_benchmark_refuses_training_tracks_that_reach_the_heldout_seeds():
     command = [sys.executable, "-m", "bench.bench_learning", "--quick", "--tracks", "procedural", "--set"]
-    for seed, reason in ((-1, "needs episode_seed >= 0"), (TRAINING_SEED_LIMIT - 100, "would reach the held-out")):
+    refusals = (
+        (-1, "needs episode_seed >= 0"),
+        (TRAINING_SEED_LIMIT - 100, "would reach the held-out"),
+        (EVAL_SEED_BASE - 10, "overlap this benchmark's evaluation seeds"),  # --quick trains more than 10 steps
+    )
+    for seed, reason in refusals:
         done = subprocess.run([*command, f"episode_seed={seed}"], capture_output=True, text=True, timeout=120, cwd=REPO)
         assert done.returncode == 2 and reason in done.stderr, done.stderr[-2000:]
 

@@ -35,6 +35,7 @@ from td3_core.checkpoint import (
     validate_training_state,
 )
 from td3_sim import ground_truth
+from td3_trainer.monitor import EVENT_LOG_QOS
 from td3_trainer.params import PARAMS, ParamError, validate
 
 from .processes import node_process
@@ -79,7 +80,7 @@ class Observer(BackgroundNode):
         # the simulator's ground-truth log: the trainer's writer keeps only 10 for a slow reader.)
         depth = 10_000
         node.create_subscription(TrainStats, "/td3_trainer/train_stats", self._stats, depth)
-        node.create_subscription(Episode, "/td3_trainer/episode", self._episode, depth)
+        node.create_subscription(Episode, "/td3_trainer/episode", self._episode, EVENT_LOG_QOS)  # from episode 0
         node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._add(self.diagnostics, m), depth)
 
     def _add(self, items: list, value) -> None:
@@ -117,6 +118,17 @@ def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, what: str,
             raise AssertionError(f"{what}: process exited with {proc.returncode}\n{tail(log)}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: nothing after {HANG_GUARD_S} s\n{tail(log)}")
+        time.sleep(0.1)
+
+
+def wait_for_callbacks(lock: threading.Lock, items: list, expected: int, limit_s: float = 10.0) -> None:
+    """After the publisher has exited, give a starved observer thread time to run the callbacks of
+    what its reader already holds (reliable, acknowledged at the trainer's close): up to `expected`."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        with lock:
+            if len(items) >= expected:
+                return
         time.sleep(0.1)
 
 
@@ -250,7 +262,9 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     sim = {"ground_truth_log": str(truth_log)}
     with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
         code = wait_exit(proc, log)
-        time.sleep(0.5)  # let the last messages reach the observer
+        if code == 0:  # (otherwise the assertions below show the log)
+            latest = read_latest_pointer(only_run_dir(tmp_path / "models"))
+            wait_for_callbacks(obs.lock, obs.episodes, load_checkpoint_file(latest)["extra"]["episodes"])
         with obs.lock:
             train_stats, episodes, diagnostics = list(obs.train_stats), list(obs.episodes), list(obs.diagnostics)
     # Commands and ticks as the simulator itself counted them: a side observer misses some when

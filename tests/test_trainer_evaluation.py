@@ -8,7 +8,6 @@ import itertools
 import json
 import math
 import threading
-import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -16,9 +15,10 @@ from td3_drive.msg import Evaluation
 
 from td3_bringup.observer import BackgroundNode
 from td3_core.checkpoint import BEST_POINTER, eval_path, load_checkpoint_file, read_pointer, validate_training_state
+from td3_trainer.monitor import EVENT_LOG_QOS
 
 from .processes import node_process
-from .test_trainer_e2e import only_run_dir, simulator, tail, trainer_args, wait_exit
+from .test_trainer_e2e import only_run_dir, simulator, tail, trainer_args, wait_exit, wait_for_callbacks
 
 BUDGET = 240
 EVAL_EVERY = 80
@@ -30,7 +30,7 @@ class EvalObserver(BackgroundNode):
         self.lock = threading.Lock()
         self.evaluations: list[Evaluation] = []
         self.diagnostics: list[dict[str, str]] = []
-        self.node.create_subscription(Evaluation, "/td3_trainer/evaluation", self._evaluation, 10)
+        self.node.create_subscription(Evaluation, "/td3_trainer/evaluation", self._evaluation, EVENT_LOG_QOS)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 100)
 
     def _evaluation(self, msg: Evaluation) -> None:
@@ -60,7 +60,11 @@ def test_periodic_evaluation_and_the_best_checkpoint(tmp_path: Path):
     }
     with EvalObserver() as obs, simulator(tmp_path), node_process(trainer_args(tmp_path, overrides), log) as proc:
         code = wait_exit(proc, log)
-        time.sleep(0.5)
+        if code == 0:  # one message per evaluation that reached TensorBoard (otherwise the log says why)
+            events = EventAccumulator(str(tmp_path / "runs" / only_run_dir(tmp_path / "models").name))
+            events.Reload()
+            if "eval/score" in events.Tags()["scalars"]:
+                wait_for_callbacks(obs.lock, obs.evaluations, len(events.Scalars("eval/score")))
         with obs.lock:
             evaluations = list(obs.evaluations)
             diagnostics = list(obs.diagnostics)

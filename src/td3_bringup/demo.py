@@ -49,6 +49,7 @@ from td3_bringup.runner import StopSignal, running, start_node, stop_on_signals,
 from td3_bringup.topic_tap import TapConfig
 from td3_bringup.watching import add_view_arguments, watching
 from td3_core.route import Route
+from td3_trainer.monitor import EVENT_LOG_QOS
 
 EPISODE_TOPIC = "/td3_trainer/episode"
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -137,7 +138,7 @@ class Observer(BackgroundNode):
             watch.lengths.append(msg.length)
             watch.distances.append(msg.distance_m)
 
-        self.node.create_subscription(Episode, EPISODE_TOPIC, on_episode, 100)
+        self.node.create_subscription(Episode, EPISODE_TOPIC, on_episode, EVENT_LOG_QOS)
         return watch
 
     def watch_driving(self, role: str) -> DrivingWatch:

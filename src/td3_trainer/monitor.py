@@ -1,9 +1,9 @@
 """What a person (or rviz, rqt, TensorBoard) sees of a training run.
 
 Topics (td3_drive/msg types, read by field name: docs/trainer.md "Monitoring"):
-    ~/episode      td3_drive/Episode, once per episode
+    ~/episode      td3_drive/Episode, once per episode (transient local: the last 100)
     ~/train_stats  td3_drive/TrainStats, every stats_period_s (NaN where there is no value yet)
-    ~/evaluation   td3_drive/Evaluation, after each evaluation (eval_every)
+    ~/evaluation   td3_drive/Evaluation, after each evaluation (eval_every; transient local: the last 100)
     /diagnostics   every stats_period_s: one DiagnosticStatus, WARN while the loop waits
 The periodic messages come from a timer on the executor's thread, so they keep coming (and
 say what is awaited) while the training loop is blocked waiting for the simulator.
@@ -22,8 +22,9 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from td3_drive.msg import Episode, Evaluation, TrainStats
 
 from td3_trainer.episode import EpisodeStats
@@ -67,6 +68,15 @@ class RateMeter:
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
 
+# Episodes and evaluations are a log, not a stream: a monitor that starts late (or whose discovery
+# is slow on a loaded machine) subscribes transient-local and still gets the last EVENT_LOG_DEPTH.
+EVENT_LOG_DEPTH = 100
+FLUSH_TIMEOUT_S = 2.0  # at close, for reliable readers to acknowledge the last events
+EVENT_LOG_QOS = QoSProfile(
+    depth=EVENT_LOG_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
 class Monitor:
     def __init__(
         self,
@@ -87,10 +97,10 @@ class Monitor:
         self.role_name = role_name
         self.stats_period_s = stats_period_s
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._episode_pub = node.create_publisher(Episode, "~/episode", qos)
+        self._episode_pub = node.create_publisher(Episode, "~/episode", EVENT_LOG_QOS)
         self._stats_pub = node.create_publisher(TrainStats, "~/train_stats", qos)
         self._diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", qos)
-        self._eval_pub = node.create_publisher(Evaluation, "~/evaluation", qos)
+        self._eval_pub = node.create_publisher(Evaluation, "~/evaluation", EVENT_LOG_QOS)
         self._last_eval: dict[str, float] = {}
         self._steps_rate = RateMeter()
         self._updates_rate = RateMeter()
@@ -223,6 +233,14 @@ class Monitor:
 
     def close(self) -> None:
         self._timer.cancel()
+        # The last episode and evaluation are published just before the process ends: wait (briefly)
+        # until the reliable readers have them, or they die with the writer's history.
+        for publisher in (self._episode_pub, self._eval_pub):
+            try:
+                if not publisher.wait_for_all_acked(Duration(seconds=FLUSH_TIMEOUT_S)):
+                    self.log.warning(f"{publisher.topic_name}: a reader did not acknowledge the last messages")
+            except Exception as error:  # the context may already be shut down (a signal)
+                self.log.debug(f"{publisher.topic_name}: no flush at close: {error}")
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:
