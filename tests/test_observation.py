@@ -67,3 +67,23 @@ def test_actions_map_to_clamped_carla_controls():
     assert action_to_command(float("nan"), 1.0, config) == VehicleCommand.full_brake()
     with pytest.raises(ValueError, match="max_brake"):
         ActionConfig(max_brake=1.5)
+
+
+def test_the_route_reads_its_curvature_ahead_from_its_points_alone():
+    angles = np.linspace(0.0, 2.0 * np.pi, 721)
+    circle = Route(np.stack([15.0 * np.cos(angles), 15.0 * np.sin(angles)], axis=1))  # closed, 15 m radius
+    assert circle.closed
+    for along in (0.0, 40.0, circle.length - 5.0):  # past the end of a lap it reads on from the start
+        assert circle.curvature_ahead(along) == pytest.approx(1 / 15, rel=1e-3)
+    assert circle.project(15.0, 0.0).curvature_ahead == pytest.approx(1 / 15, rel=1e-3)
+    # 50 m straight, then a quarter circle of 20 m radius: the curvature rises as the curve comes
+    # into the 20 m preview, and it is the curve's once the preview is all curve.
+    straight = np.stack([np.linspace(0.0, 50.0, 51), np.zeros(51)], axis=1)
+    quarter = np.linspace(0.0, np.pi / 2, 32)[1:]
+    bend = np.stack([50.0 + 20.0 * np.sin(quarter), 20.0 - 20.0 * np.cos(quarter)], axis=1)
+    road = Route(np.concatenate([straight, bend]))
+    readings = [road.curvature_ahead(s) for s in (0.0, 25.0, 40.0, 50.0, 55.0)]
+    assert readings[0] == readings[1] == 0.0
+    assert 0.0 < readings[2] < readings[3]
+    assert readings[3] == pytest.approx(1 / 20, rel=0.05) and readings[4] == pytest.approx(1 / 20, rel=0.05)
+    assert road.curvature_ahead(road.length) == 0.0  # an open route ends: nothing ahead turns

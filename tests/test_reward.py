@@ -233,3 +233,22 @@ def test_with_the_progress_speed_cap_speed_above_the_target_earns_no_more_progre
     assert twice < at_target
     with pytest.raises(ValueError, match="progress_speed_cap"):
         RewardConfig(progress_speed_cap=-1.0)
+
+
+def test_with_a_curve_lateral_acceleration_the_target_speed_falls_in_tight_curves():
+    config = only("efficiency", target_speed_mps=8.33, curve_lateral_accel_mps2=2.0)
+    assert config.target_speed(0.0) == 8.33
+    assert config.target_speed(1 / 30) == pytest.approx(math.sqrt(60.0))  # 7.75 m/s on a 30 m radius
+    assert config.target_speed(1 / 15) == pytest.approx(math.sqrt(30.0))  # 5.48 m/s on a 15 m radius
+    assert config.target_speed(1 / 1000) == 8.33  # gentle bends keep the straight's target
+    # On a 15 m radius, 5.5 m/s earns the full efficiency and the straight's 8.33 m/s much less.
+    curve = 1 / 15
+    slow, fast = (reward(config, state(speed=v, curvature=curve))[0].total for v in (math.sqrt(30.0), 8.33))
+    assert slow == pytest.approx(1.0) and fast < 0.5
+    assert reward(only("efficiency", target_speed_mps=8.33), state(speed=8.33, curvature=curve))[0].total == 1.0
+    # The progress cap measures against the same target: 5.48 m/s covers 0.274 m a step.
+    capped = only("progress", progress_speed_cap=1.0, curve_lateral_accel_mps2=2.0, waypoint_bonus=0.0)
+    assert reward(capped, state(distance_along=0.4, curvature=curve))[0].total == pytest.approx(math.sqrt(30.0) * DT)
+    assert reward(capped, state(distance_along=0.4))[0].total == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="curve_lateral_accel_mps2"):
+        RewardConfig(curve_lateral_accel_mps2=-1.0)

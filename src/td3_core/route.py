@@ -13,6 +13,7 @@ import numpy as np
 
 MAX_RESAMPLED_POINTS = 100_000  # 200 km at 2 m: longer "routes" are bad input, not resampled
 START_TOLERANCE_M = 1.0  # a closed route's end is this close to its start; a car this close to it is at the start
+CURVATURE_PREVIEW_M = 20.0  # the road read ahead for its curvature: about the braking distance from 10 m/s
 
 
 def resample(points: np.ndarray, spacing: float) -> np.ndarray:
@@ -45,6 +46,7 @@ class RouteProjection:
     route_yaw: float  # direction of the route at the projection point
     remaining: float  # metres left to the end of the route
     distance: float = 0.0  # metres from the car to the nearest route point (= |lateral| inside a segment)
+    curvature_ahead: float = 0.0  # 1/m: the route's mean |curvature| over the next CURVATURE_PREVIEW_M
 
 
 class Route:
@@ -65,6 +67,15 @@ class Route:
             raise ValueError("route is too long to measure (coordinates overflow)")
         self._seg_dir = deltas / self._seg_len[:, None]
         self._cum = cumulative
+        # |turn| of the route at each point (0 at both ends), summed from the start: the turn over any
+        # stretch is a difference, so its mean curvature needs no per-point noise filter.
+        d0, d1 = self._seg_dir[:-1], self._seg_dir[1:]
+        turn = np.abs(np.arctan2(d0[:, 0] * d1[:, 1] - d0[:, 1] * d1[:, 0], np.einsum("ij,ij->i", d0, d1)))
+        joint = 0.0  # a closed route turns at its start too, between its last segment and its first
+        if np.hypot(*(points[-1] - points[0])) < START_TOLERANCE_M:
+            last, first = self._seg_dir[-1], self._seg_dir[0]
+            joint = abs(float(np.arctan2(last[0] * first[1] - last[1] * first[0], float(last @ first))))
+        self._cum_turn = np.concatenate([[0.0], np.cumsum(turn), [float(turn.sum()) + joint]])
         self.length = float(self._cum[-1])
         self.closed = bool(np.hypot(*(points[-1] - points[0])) < START_TOLERANCE_M)  # a lap: end = start
         self._search_window = search_window
@@ -102,7 +113,21 @@ class Route:
             route_yaw=float(np.arctan2(direction[1], direction[0])),
             remaining=self.length - distance_along,
             distance=float(dist[best]),
+            curvature_ahead=self.curvature_ahead(distance_along),
         )
+
+    def curvature_ahead(self, distance_along: float, preview_m: float = CURVATURE_PREVIEW_M) -> float:
+        """Mean |curvature| (1/m) of the route from `distance_along` over the next `preview_m`: its
+        total turn there over preview_m. A closed route goes on past its end; an open one ends (a
+        curve that far ahead counts for the part of it within the route)."""
+        turned = self._turn_between(distance_along, distance_along + preview_m)
+        if self.closed and distance_along + preview_m > self.length:
+            turned += self._turn_between(0.0, distance_along + preview_m - self.length)
+        return float(turned / preview_m)
+
+    def _turn_between(self, start: float, end: float) -> float:
+        start, end = min(max(start, 0.0), self.length), min(max(end, 0.0), self.length)
+        return float(np.interp(end, self._cum, self._cum_turn) - np.interp(start, self._cum, self._cum_turn))
 
     def points_ahead(self, segment: int, count: int) -> np.ndarray:
         """The `count` route points after `segment`, padded with the last point."""

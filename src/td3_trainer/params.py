@@ -113,6 +113,8 @@ REWARD_DESCRIPTIONS = {
     "max_progress_per_step_m": "one step's progress is clipped to +- this (projection jumps)",
     "progress_speed_cap": "> 0: a step's progress is paid up to progress_speed_cap x target_speed_mps x dt metres "
     "(driving faster than that earns no more progress); 0 = no cap",
+    "curve_lateral_accel_mps2": "> 0: in curves the target speed is at most sqrt(this / curvature), the curvature "
+    "being the route's mean over the next 20 m (slower in tight curves); 0 = the same target everywhere",
     "waypoint_bonus": "each time a new waypoint_spacing_m of route is first reached",
     "waypoint_spacing_m": "distance between waypoint bonuses (m)",
     "goal_bonus": "when the route end is reached",

@@ -12,6 +12,10 @@
                   progress_speed_cap x target_speed_mps, so speed above it earns nothing (without
                   the cap, progress outweighs what efficiency takes back above the target speed
                   for an immature critic, and learned policies drive at twice the target)
+    The target speed: target_speed_mps, and with curve_lateral_accel_mps2 > 0 at most
+    sqrt(curve_lateral_accel_mps2 / curvature) for the route's mean curvature over the next
+    CURVATURE_PREVIEW_M (td3_core.route): slower ahead of and in tight curves, as a driver is
+    asked to; efficiency and the progress cap both measure against it.
 
 All `*_penalty` values are <= 0 and are added as they are, bonuses are >= 0; the five weights
 scale the terms. The breakdown holds the weighted terms, so its values sum to the total.
@@ -29,6 +33,9 @@ from td3_core.route import RouteProjection
 from td3_trainer.episode import Outcome
 
 TERMS = ("efficiency", "lane_keeping", "comfort", "safety", "progress")
+
+
+NON_NEGATIVE = ("progress_per_m", "progress_speed_cap", "curve_lateral_accel_mps2")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class RewardConfig:
     progress_per_m: float = 1.0  # per metre gained along the route
     max_progress_per_step_m: float = 5.0  # clip of one step's progress (projection jumps)
     progress_speed_cap: float = 0.0  # > 0: progress paid up to this x target_speed_mps x dt per step; 0 = none
+    curve_lateral_accel_mps2: float = 0.0  # > 0: the target speed in curves is sqrt(this / curvature); 0 = none
     waypoint_bonus: float = 1.0
     waypoint_spacing_m: float = 10.0
     goal_bonus: float = 100.0
@@ -62,7 +70,7 @@ class RewardConfig:
                 raise ValueError(f"{f.name} must be finite, got {value}")
             if f.name.endswith("_penalty") and value > 0:
                 raise ValueError(f"{f.name} is a penalty and must be <= 0, got {value}")
-            non_negative = f.name.endswith(("_weight", "_bonus")) or f.name in ("progress_per_m", "progress_speed_cap")
+            non_negative = f.name.endswith(("_weight", "_bonus")) or f.name in NON_NEGATIVE
             if non_negative and value < 0:
                 raise ValueError(f"{f.name} must be >= 0, got {value}")
         for name in ("target_speed_mps", "waypoint_spacing_m", "max_jerk", "max_progress_per_step_m"):
@@ -71,6 +79,12 @@ class RewardConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def target_speed(self, curvature: float) -> float:
+        """The speed asked for on road of this curvature (1/m)."""
+        if self.curve_lateral_accel_mps2 > 0.0 and curvature > 0.0:
+            return min(self.target_speed_mps, math.sqrt(self.curve_lateral_accel_mps2 / curvature))
+        return self.target_speed_mps
 
     @classmethod
     def from_dict(cls, values: dict) -> RewardConfig:
@@ -90,6 +104,7 @@ class StepState:
     off_road: bool = False
     lane_invasions: int = 0
     goal: bool = False
+    curvature: float = 0.0  # 1/m, of the route ahead (RouteProjection.curvature_ahead)
 
     @classmethod
     def after(
@@ -113,6 +128,7 @@ class StepState:
             off_road=outcome.off_road,
             lane_invasions=lane_invasions,
             goal=outcome.goal,
+            curvature=projection.curvature_ahead,
         )
 
 
@@ -162,7 +178,7 @@ class RewardFunction:
         return RewardResult(total=float(sum(terms.values())), terms=terms)
 
     def _efficiency(self, state: StepState) -> float:
-        target = self.config.target_speed_mps
+        target = self.config.target_speed(state.curvature)
         along_lane = state.speed * math.cos(state.heading_error)
         if along_lane <= target:
             return max(along_lane / target, -1.0)
@@ -187,7 +203,7 @@ class RewardFunction:
         gained = min(max(gained, -c.max_progress_per_step_m), c.max_progress_per_step_m)
         self._prev_distance = state.distance_along
         if c.progress_speed_cap > 0.0:
-            gained = min(gained, c.progress_speed_cap * c.target_speed_mps * self.dt)
+            gained = min(gained, c.progress_speed_cap * c.target_speed(state.curvature) * self.dt)
         reward = c.progress_per_m * gained
         # Bonuses only for new ground: driving back and forth over a mark earns it once, and a
         # jump of the projection earns at most one step's worth.
