@@ -265,6 +265,7 @@ def main() -> None:
             "tracks": args.tracks,
             "params_file": args.params_file,
             "overrides": overrides,
+            "trainer_params": dict(params.values),  # what trained, whatever the files say later
         },
         "training": training,
         "eval": {"episodes": args.eval_episodes, "max_steps": args.eval_steps, "td3": learned, "random": random},

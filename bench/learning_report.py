@@ -2,11 +2,14 @@
 
     python -m bench.learning_report RESULT.json ... [--plot docs/images/learning_budget.png]
 
-Prints Markdown: one row per run (trainer, budget, seed) with the held-out protocol's numbers,
-then per trainer and budget the median and mean over seeds, how many seeds drove every held-out
+Prints Markdown: one row per run (trainer, variant, budget, seed) with the held-out protocol's
+numbers, then per trainer, variant and budget the median and mean over seeds, how many seeds drove every held-out
 episode as a full lap without a collision or leaving the road (the goal), and, where both
 trainers ran the same budget, the ratios of their scores and wall times. The score is the held-out
-route completion (distance before the first collision or off-road end, over the lap).
+route completion (distance before the first collision or off-road end, over the lap). The variant
+names the values of VARIANT_KEYS that differ from 0 in the run, from the parameters it recorded
+(`trainer_params`), or for runs from before that record, from its --set overrides (those
+parameters were 0 in every params file then).
 """
 
 from __future__ import annotations
@@ -16,6 +19,15 @@ import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+# parameters whose effect the README's learning section reports, by their short name
+VARIANT_KEYS = {"actor_preactivation_penalty": "penalty", "reward.curve_lateral_accel_mps2": "curve a"}
+
+
+def variant_of(budget: dict) -> str:
+    values = budget.get("trainer_params") or budget.get("overrides", {})
+    shown = [f"{short} {values[key]:g}" for key, short in VARIANT_KEYS.items() if float(values.get(key, 0.0)) != 0.0]
+    return ", ".join(shown) or "-"
 
 
 def load(paths: list[str]) -> list[dict]:
@@ -29,6 +41,7 @@ def load(paths: list[str]) -> list[dict]:
         runs.append(
             {
                 "trainer": trainer,
+                "variant": variant_of(result["budget"]),
                 "steps": result["budget"]["env_steps"],
                 "seed": result["budget"]["seed"],
                 "completion": summary["route_completion"],
@@ -51,7 +64,7 @@ def load(paths: list[str]) -> list[dict]:
                 "other_episodes": result["eval"]["episodes"],
             }
         )
-    return sorted(runs, key=lambda r: (r["trainer"], r["steps"], r["seed"]))
+    return sorted(runs, key=lambda r: (r["trainer"], r["variant"], r["steps"], r["seed"]))
 
 
 def shown(value) -> str:
@@ -64,13 +77,14 @@ def all_laps(run: dict) -> bool:
 
 def table(runs: list[dict]) -> str:
     lines = [
-        "| trainer | steps | seed | completion | laps | coll./km | off-road/km | mean \\|lat.\\| m | speed m/s "
-        "(straights / tight curves / max) | train s | other starts: distance, crashed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        "| trainer | variant | steps | seed | completion | laps | coll./km | off-road/km | mean \\|lat.\\| m "
+        "| speed m/s (straights / tight curves / max) | train s | other starts: distance, crashed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['trainer']} | {r['steps']} | {r['seed']} | {r['completion']:.3f} | {r['laps']}/{r['episodes']} "
+            f"| {r['trainer']} | {r['variant']} | {r['steps']} | {r['seed']} | {r['completion']:.3f} "
+            f"| {r['laps']}/{r['episodes']} "
             f"| {r['collisions_per_km']:.2f} | {r['off_road_per_km']:.2f} | {r['lateral_m']:.2f} "
             f"| {r['speed']:.1f} ({shown(r['straights'])} / {shown(r['curves'])} / {shown(r['max_speed'])}) "
             f"| {r['seconds']:.0f} "
@@ -80,33 +94,34 @@ def table(runs: list[dict]) -> str:
 
 
 def medians(runs: list[dict]) -> tuple[str, dict]:
-    groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
     for r in runs:
-        groups[(r["trainer"], r["steps"])].append(r)
+        groups[(r["trainer"], r["variant"], r["steps"])].append(r)
     lines = [
-        "| trainer | steps | seeds | median completion | mean completion | seeds with every lap "
+        "| trainer | variant | steps | seeds | median completion | mean completion | seeds with every lap "
         "| median speed on straights m/s | median train s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary = {}
-    for (trainer, steps), group in sorted(groups.items()):
+    for (trainer, variant, steps), group in sorted(groups.items()):
         med = statistics.median(r["completion"] for r in group)
         mean = statistics.fmean(r["completion"] for r in group)
         straights = [r["straights"] for r in group if r["straights"] is not None]
         seconds = statistics.median(r["seconds"] for r in group)
-        summary[(trainer, steps)] = (med, mean, seconds)
+        summary[(trainer, variant, steps)] = (med, mean, seconds)
         lines.append(
-            f"| {trainer} | {steps} | {len(group)} | {med:.3f} | {mean:.3f} "
+            f"| {trainer} | {variant} | {steps} | {len(group)} | {med:.3f} | {mean:.3f} "
             f"| {sum(all_laps(r) for r in group)}/{len(group)} "
             f"| {statistics.median(straights) if straights else '-'} | {seconds:.0f} |"
         )
     ratios = []
     ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "inf"  # noqa: E731
-    for (trainer, steps), (med, mean, seconds) in sorted(summary.items()):
-        if trainer == "ours" and ("sb3", steps) in summary:
-            sb3_med, sb3_mean, sb3_seconds = summary[("sb3", steps)]
+    for (trainer, variant, steps), (med, mean, seconds) in sorted(summary.items()):
+        if trainer == "ours" and ("sb3", "-", steps) in summary:
+            sb3_med, sb3_mean, sb3_seconds = summary[("sb3", "-", steps)]
+            ours = "ours" if variant == "-" else f"ours ({variant})"
             ratios.append(
-                f"- {steps} steps, ours / SB3 (our settings): median completion {ratio(med, sb3_med)}, mean "
+                f"- {steps} steps, {ours} / SB3 (our settings): median completion {ratio(med, sb3_med)}, mean "
                 f"completion {ratio(mean, sb3_mean)}, median training wall time {ratio(seconds, sb3_seconds)}"
             )
     return "\n".join(lines) + ("\n\n" + "\n".join(ratios) if ratios else ""), summary
@@ -121,10 +136,10 @@ def plot(runs: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
-    for k, (trainer, colour) in enumerate((("ours", "tab:blue"), ("sb3", "tab:orange"), ("sb3-defaults", "tab:red"))):
-        mine = [r for r in runs if r["trainer"] == trainer]
-        if not mine:
-            continue
+    curves = sorted({(r["trainer"], r["variant"]) for r in runs})
+    colours = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown")
+    for k, ((trainer, variant), colour) in enumerate(zip(curves, colours, strict=False)):
+        mine = [r for r in runs if (r["trainer"], r["variant"]) == (trainer, variant)]
         # seeds as dots, spread a little sideways so that equal results stay visible
         offsets = {b: 0 for b in {r["steps"] for r in mine}}
         for r in mine:
@@ -133,7 +148,8 @@ def plot(runs: list[dict], path: Path) -> None:
             ax.scatter([x], [r["completion"]], color=colour, alpha=0.6, s=20)
         budgets = sorted(offsets)
         mean = [statistics.fmean(r["completion"] for r in mine if r["steps"] == b) for b in budgets]
-        ax.plot(budgets, mean, color=colour, marker="o", label=f"{labels[trainer]} (mean; dots: seeds)")
+        name = labels[trainer] + ("" if variant == "-" else f", {variant}")
+        ax.plot(budgets, mean, color=colour, marker="o", label=f"{name} (mean; dots: seeds)")
     ax.set_xscale("log")
     budgets = sorted({r["steps"] for r in runs})
     ax.set_xticks(budgets, [f"{b / 1000:g}k" for b in budgets])

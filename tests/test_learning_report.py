@@ -1,0 +1,58 @@
+"""The learning report's grouping: a run's variant comes from the parameters it trained with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.learning_report import load, medians, variant_of
+
+
+def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3-drive") -> dict:
+    summary = {
+        "route_completion": completion,
+        "laps_without_incident": 5 if completion > 0.98 else 0,
+        "episodes": 5,
+        "collisions_per_km": 0.0,
+        "off_road_per_km": 0.0,
+        "mean_abs_lateral_m": 0.3,
+        "mean_speed_mps": 9.0,
+    }
+    return {
+        "date": "2026-12-01",
+        "budget": {"env_steps": 5000, "seed": seed, **budget_extra},
+        "training": {"trainer": trainer, "seconds": 100.0 + seed},
+        "eval": {"episodes": 5, "td3": {"mean_distance_m": 10.0, "episodes_ended_by_crash": 0}},
+        "heldout": {"td3": {"summary": summary}},
+    }
+
+
+def test_the_variant_is_what_trained_not_what_the_file_says_now():
+    assert variant_of({"overrides": {}}) == "-"
+    assert variant_of({"overrides": {"actor_preactivation_penalty": 0.05, "augment": True}}) == "penalty 0.05"
+    recorded = {"actor_preactivation_penalty": 0.05, "reward.curve_lateral_accel_mps2": 2.0}
+    # the recorded parameters win over the overrides (a value from the params file is not an override)
+    assert variant_of({"overrides": {}, "trainer_params": recorded}) == "penalty 0.05, curve a 2"
+    assert variant_of({"overrides": {}, "trainer_params": {"actor_preactivation_penalty": 0.0}}) == "-"
+
+
+def test_runs_are_grouped_by_trainer_variant_and_budget(tmp_path: Path):
+    runs = [
+        result(0, 0.996, {"overrides": {}}),
+        result(1, 0.0, {"overrides": {}}),
+        result(0, 0.996, {"overrides": {}, "trainer_params": {"actor_preactivation_penalty": 0.05}}),
+        result(1, 0.997, {"overrides": {"actor_preactivation_penalty": 0.05}}),
+        result(0, 0.005, {"overrides": {}}, trainer="sb3-td3"),
+    ]
+    paths = []
+    for k, run in enumerate(runs):
+        paths.append(tmp_path / f"run{k}.json")
+        paths[-1].write_text(json.dumps(run))
+    text, summary = medians(load([str(p) for p in paths]))
+    assert set(summary) == {("ours", "-", 5000), ("ours", "penalty 0.05", 5000), ("sb3", "-", 5000)}
+    assert summary[("ours", "-", 5000)][1] == pytest.approx(0.498)
+    assert summary[("ours", "penalty 0.05", 5000)][1] == pytest.approx(0.9965)
+    assert "| ours | penalty 0.05 | 5000 | 2 | 0.996 | 0.996 | 2/2 |" in text
+    assert "5000 steps, ours (penalty 0.05) / SB3 (our settings): median completion 199.30" in text
