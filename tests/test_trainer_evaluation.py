@@ -61,7 +61,8 @@ def test_periodic_evaluation_and_the_best_checkpoint(tmp_path: Path):
     with EvalObserver() as obs, simulator(tmp_path), node_process(trainer_args(tmp_path, overrides), log) as proc:
         code = wait_exit(proc, log)
         if code == 0:  # one message per evaluation that reached TensorBoard (otherwise the log says why)
-            events = EventAccumulator(str(tmp_path / "runs" / only_run_dir(tmp_path / "models").name))
+            run = only_run_dir(tmp_path / "models")
+            events = EventAccumulator(str(tmp_path / "runs" / run.name))
             events.Reload()
             if "eval/score" in events.Tags()["scalars"]:
                 wait_for_callbacks(obs.lock, obs.evaluations, len(events.Scalars("eval/score")))
@@ -84,10 +85,7 @@ def test_periodic_evaluation_and_the_best_checkpoint(tmp_path: Path):
     assert any("eval_mean_return" in d for d in diagnostics)
 
     # TensorBoard: eval/... scalars at the evaluation steps.
-    run = only_run_dir(tmp_path / "models")
-    events = EventAccumulator(str(tmp_path / "runs" / run.name))
-    events.Reload()
-    tags = events.Tags()["scalars"]
+    tags = events.Tags()["scalars"]  # (read after the trainer exited, above)
     assert {"eval/mean_return", "eval/route_completion", "eval/collisions_per_km", "eval/score"} <= set(tags), tags
     assert [e.step for e in events.Scalars("eval/score")] == steps
 

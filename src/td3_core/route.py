@@ -67,17 +67,17 @@ class Route:
             raise ValueError("route is too long to measure (coordinates overflow)")
         self._seg_dir = deltas / self._seg_len[:, None]
         self._cum = cumulative
-        # |turn| of the route at each point (0 at both ends), summed from the start: the turn over any
-        # stretch is a difference, so its mean curvature needs no per-point noise filter.
-        d0, d1 = self._seg_dir[:-1], self._seg_dir[1:]
-        turn = np.abs(np.arctan2(d0[:, 0] * d1[:, 1] - d0[:, 1] * d1[:, 0], np.einsum("ij,ij->i", d0, d1)))
-        joint = 0.0  # a closed route turns at its start too, between its last segment and its first
-        if np.hypot(*(points[-1] - points[0])) < START_TOLERANCE_M:
-            last, first = self._seg_dir[-1], self._seg_dir[0]
-            joint = abs(float(np.arctan2(last[0] * first[1] - last[1] * first[0], float(last @ first))))
-        self._cum_turn = np.concatenate([[0.0], np.cumsum(turn), [float(turn.sum()) + joint]])
         self.length = float(self._cum[-1])
         self.closed = bool(np.hypot(*(points[-1] - points[0])) < START_TOLERANCE_M)  # a lap: end = start
+        # |turn| from each segment into the next (the last one's next is the first on a closed route,
+        # none on an open one), summed from the start: the turn over any stretch is a difference, so
+        # its mean curvature needs no per-point noise filter.
+        following = np.roll(self._seg_dir, -1, axis=0)
+        cross = self._seg_dir[:, 0] * following[:, 1] - self._seg_dir[:, 1] * following[:, 0]
+        turn = np.abs(np.arctan2(cross, np.einsum("ij,ij->i", self._seg_dir, following)))
+        if not self.closed:
+            turn[-1] = 0.0
+        self._cum_turn = np.concatenate([[0.0], np.cumsum(turn)])
         self._search_window = search_window
         self._last_segment: int | None = None
 
