@@ -15,7 +15,10 @@ updates_per_step updates per step.
     python -m bench.bench_learning [--steps N] [--learning-starts N] [--batch-size N] ...
 
 `--heldout`: also the held-out protocol (bench.heldout_eval): procedural tracks and lighting of
-seeds training never draws, several starts each, a lap per episode. `--trainer sb3`: the same
+seeds training never draws, several starts each, a lap per episode; `--heldout-at N ...` also
+drives the policy as it was after N steps of the same run (a snapshot of the agent at that step:
+the first N steps of a longer run are the N-step run, so one run gives every smaller budget).
+`--trainer sb3`: the same
 budget and evaluations for Stable-Baselines3's TD3 (bench-only dependency) on the same
 environment through bench.gym_env.SimGymEnv, with `--sb3-settings ours` (our hyper-parameters
 where they map: learning rate, batch, buffer, tau, gamma, policy delay, target noise,
@@ -91,15 +94,30 @@ def train_ours(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nd
     )
     settings = LoopSettings.of(params)  # the node's: budget, warm-up, batch, updates, episode seeds
     loop = TrainingLoop(agent, buffer, config, settings, np.random.default_rng(args.seed))
-    training = {"trainer": "td3-drive", **train(loop, env)}
+    started = time.perf_counter()
+    snapshots: dict[int, dict] = {}
+
+    def snapshot() -> None:  # reads the agent, changes nothing: the run goes on as without it
+        if loop.env_steps in args.heldout_at:
+            snapshots[loop.env_steps] = {"state": agent.state(), "seconds": round(time.perf_counter() - started, 1)}
+
+    training = {"trainer": "td3-drive", **train(loop, env, snapshot)}
     if args.checkpoint_out:  # the node's checkpoint format: the driver and tools read it as they are
         save_checkpoint(run_payload(agent.state(), params, {"env_steps": loop.env_steps}), args.checkpoint_out)
-    return lambda s: agent.act(s.frames, s.vector), training
+    training["snapshots"] = {
+        steps: {"policy": policy_of(TD3Agent.from_state(taken["state"], config)), "seconds": taken["seconds"]}
+        for steps, taken in sorted(snapshots.items())
+    }
+    return policy_of(agent), training
 
 
-def train(loop: TrainingLoop, env: SimEnv) -> dict:
+def policy_of(agent: TD3Agent) -> Callable[[Observation], np.ndarray]:
+    return lambda s: agent.act(s.frames, s.vector)
+
+
+def train(loop: TrainingLoop, env: SimEnv, on_step: Callable[[], None] = lambda: None) -> dict:
     returns: list[float] = []
-    loop.hooks = LoopHooks(on_episode=lambda stats, _: returns.append(stats.episode_return))
+    loop.hooks = LoopHooks(on_step=on_step, on_episode=lambda stats, _: returns.append(stats.episode_return))
     started = time.perf_counter()
     loop.run(env)
     return {
@@ -195,11 +213,23 @@ def main() -> None:
     parser.add_argument("--heldout", action="store_true", help="also evaluate on the held-out procedural tracks")
     parser.add_argument("--heldout-starts", type=int, default=2, help="starts per held-out track")
     parser.add_argument(
+        "--heldout-at",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="with --heldout: also the policy as it was after N environment steps of this run (N < --steps)",
+    )
+    parser.add_argument(
         "--set", nargs="*", default=[], metavar="NAME=VALUE", help="more trainer parameters, e.g. action.max_steer=0.5"
     )
     args = parser.parse_args()
     if args.quick:
         args.steps, args.learning_starts, args.eval_episodes, args.eval_steps = 600, 300, 2, 200
+    if args.heldout_at and not (args.heldout and args.trainer == "ours"):
+        parser.error("--heldout-at needs --heldout and --trainer ours")
+    if any(not 0 < n < args.steps for n in args.heldout_at):
+        parser.error(f"--heldout-at steps must lie between 0 and --steps ({args.steps})")
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {name: yaml.safe_load(value) for name, value in (item.split("=", 1) for item in args.set)}
@@ -244,6 +274,7 @@ def main() -> None:
     else:
         policy, training = train_ours(params, env, args)
 
+    snapshots = training.pop("snapshots", {})
     eval_rng = np.random.default_rng(args.seed + 1)
     learned = evaluate(env, policy, args.eval_episodes, args.eval_steps)
     random = evaluate(
@@ -280,6 +311,13 @@ def main() -> None:
                 camera,
                 starts=args.heldout_starts,
             ),
+        }
+        result["heldout_at"] = {  # the same run's policy after fewer steps: one entry per --heldout-at
+            str(steps): {
+                "seconds": taken["seconds"],
+                "td3": evaluate_heldout(taken["policy"], params, camera, starts=args.heldout_starts),
+            }
+            for steps, taken in snapshots.items()
         }
     print(json.dumps(result, indent=2))
     if args.json_out:

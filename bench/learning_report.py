@@ -3,10 +3,11 @@
     python -m bench.learning_report RESULT.json ... [--plot docs/images/learning_budget.png]
 
 Prints Markdown: one row per run (trainer, variant, budget, seed) with the held-out protocol's
-numbers, then per trainer, variant and budget the median and mean over seeds, how many seeds drove every held-out
-episode as a full lap without a collision or leaving the road (the goal), and, where both
-trainers ran the same budget, the ratios of their scores and wall times. The score is the held-out
-route completion (distance before the first collision or off-road end, over the lap). The variant
+numbers (and one per `--heldout-at` budget of a run), then per trainer, variant and budget the
+median and mean over seeds, how many seeds drove every held-out episode as a full lap without a
+collision or leaving the road (the goal), and, where both trainers ran the same budget, the ratios
+of their scores and wall times. The score is the held-out route completion (distance before the
+first collision or off-road end, over the lap). The variant
 names the values of VARIANT_KEYS that differ from 0 in the run, from the parameters it recorded
 (`trainer_params`), or for runs from before that record, from its --set overrides (those
 parameters were 0 in every params file then).
@@ -21,7 +22,11 @@ from collections import defaultdict
 from pathlib import Path
 
 # parameters whose effect the README's learning section reports, by their short name
-VARIANT_KEYS = {"actor_preactivation_penalty": "penalty", "reward.curve_lateral_accel_mps2": "curve a"}
+VARIANT_KEYS = {
+    "actor_preactivation_penalty": "penalty",
+    "reward.standstill_penalty": "standstill",
+    "reward.curve_lateral_accel_mps2": "curve a",
+}
 
 
 def variant_of(budget: dict) -> str:
@@ -31,44 +36,62 @@ def variant_of(budget: dict) -> str:
 
 
 def load(paths: list[str]) -> list[dict]:
+    """One row per run and budget: a run with `heldout_at` entries gives a row for each of them too
+    (the same run's policy after fewer steps, with the training time to that step)."""
     runs = []
     for path in paths:
         result = json.loads(Path(path).read_text())
-        heldout = result["heldout"]["td3"]
-        summary = heldout["summary"]
         name = result["training"]["trainer"]
-        trainer = "ours" if name == "td3-drive" else ("sb3-defaults" if "defaults" in name else "sb3")
+        common = {
+            "trainer": "ours" if name == "td3-drive" else ("sb3-defaults" if "defaults" in name else "sb3"),
+            "variant": variant_of(result["budget"]),
+            "seed": result["budget"]["seed"],
+            "date": result["date"],
+        }
+        # the benchmark's other evaluation: tracks of seeds 1000+k (procedural training) or other
+        # spawn points of the loop, --eval-steps steps each; only after the whole budget
+        other = result["eval"]["td3"]
+        final = {"other_m": other["mean_distance_m"], "other_crashed": other["episodes_ended_by_crash"]}
         runs.append(
-            {
-                "trainer": trainer,
-                "variant": variant_of(result["budget"]),
-                "steps": result["budget"]["env_steps"],
-                "seed": result["budget"]["seed"],
-                "completion": summary["route_completion"],
-                "laps": summary["laps_without_incident"],
-                "episodes": int(summary["episodes"]),
-                "collisions_per_km": summary["collisions_per_km"],
-                "off_road_per_km": summary["off_road_per_km"],
-                "lateral_m": summary["mean_abs_lateral_m"],
-                "speed": summary["mean_speed_mps"],
-                # None: results from before the speed profile, or no such road driven
-                "straights": summary.get("speed", {}).get("mean_speed_straights_mps"),
-                "curves": summary.get("speed", {}).get("mean_speed_tight_curves_mps"),
-                "max_speed": summary.get("speed", {}).get("max_speed_mps"),
-                "seconds": result["training"]["seconds"],
-                "date": result["date"],
-                # the benchmark's other evaluation: tracks of seeds 1000+k (procedural training) or other
-                # spawn points of the loop, --eval-steps steps each
-                "other_m": result["eval"]["td3"]["mean_distance_m"],
-                "other_crashed": result["eval"]["td3"]["episodes_ended_by_crash"],
-                "other_episodes": result["eval"]["episodes"],
-            }
+            common
+            | heldout_row(result["heldout"]["td3"]["summary"])
+            | final
+            | {"steps": result["budget"]["env_steps"], "seconds": result["training"]["seconds"]}
+            | {"other_episodes": result["eval"]["episodes"]}
         )
+        for steps, earlier in result.get("heldout_at", {}).items():
+            runs.append(
+                common
+                | heldout_row(earlier["td3"]["summary"])
+                | {"steps": int(steps), "seconds": earlier["seconds"], "other_m": None}
+            )
     return sorted(runs, key=lambda r: (r["trainer"], r["variant"], r["steps"], r["seed"]))
+
+
+def heldout_row(summary: dict) -> dict:
+    speed = summary.get("speed", {})  # None below: results from before the speed profile, or no such road
+    return {
+        "completion": summary["route_completion"],
+        "laps": summary["laps_without_incident"],
+        "episodes": int(summary["episodes"]),
+        "collisions_per_km": summary["collisions_per_km"],
+        "off_road_per_km": summary["off_road_per_km"],
+        "lateral_m": summary["mean_abs_lateral_m"],
+        "speed": summary["mean_speed_mps"],
+        "straights": speed.get("mean_speed_straights_mps"),
+        "curves": speed.get("mean_speed_tight_curves_mps"),
+        "max_speed": speed.get("max_speed_mps"),
+    }
 
 
 def shown(value) -> str:
     return "-" if value is None else str(value)
+
+
+def other_starts(run: dict) -> str:
+    if run["other_m"] is None:
+        return "-"  # a --heldout-at row: the other evaluation ran after the whole budget only
+    return f"{run['other_m']:.0f} m, {run['other_crashed']}/{run['other_episodes']}"
 
 
 def all_laps(run: dict) -> bool:
@@ -88,7 +111,7 @@ def table(runs: list[dict]) -> str:
             f"| {r['collisions_per_km']:.2f} | {r['off_road_per_km']:.2f} | {r['lateral_m']:.2f} "
             f"| {r['speed']:.1f} ({shown(r['straights'])} / {shown(r['curves'])} / {shown(r['max_speed'])}) "
             f"| {r['seconds']:.0f} "
-            f"| {r['other_m']:.0f} m, {r['other_crashed']}/{r['other_episodes']} |"
+            f"| {other_starts(r)} |"
         )
     return "\n".join(lines)
 

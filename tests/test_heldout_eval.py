@@ -156,3 +156,31 @@ def test_the_learning_benchmark_writes_the_trained_agent_as_a_checkpoint_the_dri
     assert runner.meta.action == trainer_params({}).action
     inference = runner.infer(np.zeros(runner.frames_shape, np.uint8), np.zeros(runner.vector_dim, np.float32))
     assert inference.action.shape == (2,) and inference.finite
+
+
+def test_the_policy_after_n_steps_of_a_longer_run_is_the_n_step_runs_policy():
+    """--heldout-at's premise: a snapshot taken at step N changes nothing, and the first N steps
+    of a 2N-step run train exactly what an N-step run trains (so one run gives both budgets)."""
+    from types import SimpleNamespace
+
+    from bench.bench_learning import train_ours
+
+    def trained(steps: int, heldout_at: list[int]):
+        params = trainer_params({**SMALL, "seed": 0, "total_steps": steps})
+        env = SimEnv(CAMERA, params, bridge=False)
+        torch.manual_seed(0)  # as the benchmark seeds the networks
+        args = SimpleNamespace(steps=steps, seed=0, checkpoint_out="", heldout_at=heldout_at)
+        return train_ours(params, env, args)
+
+    short, _ = trained(40, [])
+    long, training = trained(80, [40])
+    at_40 = training["snapshots"][40]["policy"]
+    probe = SimEnv(CAMERA, trainer_params(SMALL), bridge=False)
+    observation = probe.reset(EVAL_SEED_BASE)
+    actions = []
+    for _ in range(10):
+        actions.append((short(observation), at_40(observation), long(observation)))
+        probe.send(actions[-1][0])
+        observation = probe.receive().observation
+    assert all(np.array_equal(a, b) for a, b, _ in actions)
+    assert not all(np.array_equal(a, c) for a, _, c in actions)  # 40 more steps of learning do change it

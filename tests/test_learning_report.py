@@ -56,3 +56,19 @@ def test_runs_are_grouped_by_trainer_variant_and_budget(tmp_path: Path):
     assert summary[("ours", "penalty 0.05", 5000)][1] == pytest.approx(0.9965)
     assert "| ours | penalty 0.05 | 5000 | 2 | 0.996 | 0.996 | 2/2 |" in text
     assert "5000 steps, ours (penalty 0.05) / SB3 (our settings): median completion 199.30" in text
+
+
+def test_a_run_with_heldout_at_gives_a_row_per_budget_with_its_own_time(tmp_path: Path):
+    run = result(3, 0.996, {"overrides": {}})
+    run["budget"]["env_steps"] = 10000
+    earlier = result(3, 0.0, {})["heldout"]
+    run["heldout_at"] = {"2500": {"seconds": 30.0, **earlier}, "5000": {"seconds": 60.0, **earlier}}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    rows = load([str(path)])
+    assert [(r["steps"], r["seed"], r["completion"], r["seconds"]) for r in rows] == [
+        (2500, 3, 0.0, 30.0),
+        (5000, 3, 0.0, 60.0),
+        (10000, 3, 0.996, 103.0),
+    ]
+    assert rows[0]["other_m"] is None and rows[2]["other_m"] == 10.0  # the other evaluation ran at the end only

@@ -252,3 +252,16 @@ def test_with_a_curve_lateral_acceleration_the_target_speed_falls_in_tight_curve
     assert reward(capped, state(distance_along=0.4))[0].total == pytest.approx(0.4)
     with pytest.raises(ValueError, match="curve_lateral_accel_mps2"):
         RewardConfig(curve_lateral_accel_mps2=-1.0)
+
+
+def test_with_a_standstill_penalty_standing_still_costs_every_step_and_the_target_still_pays_most():
+    standing_costs = only("efficiency", target_speed_mps=8.0, standstill_penalty=-0.5)
+    free = only("efficiency", target_speed_mps=8.0)
+    for speed, paid, paid_without in ((0.0, -0.5, 0.0), (4.0, 0.25, 0.5), (8.0, 1.0, 1.0), (12.0, 0.5, 0.5)):
+        assert reward(standing_costs, state(speed=speed))[0].total == pytest.approx(paid)
+        assert reward(free, state(speed=speed))[0].total == pytest.approx(paid_without)
+    # driving backwards along the lane is worse still, and the term stays >= -1
+    assert reward(standing_costs, state(speed=-4.0))[0].total == pytest.approx(-1.0)
+    assert reward(only("efficiency", standstill_penalty=-1.0), state(speed=-0.1))[0].total == -1.0
+    with pytest.raises(ValueError, match="standstill_penalty"):
+        RewardConfig(standstill_penalty=0.5)

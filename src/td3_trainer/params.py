@@ -105,6 +105,8 @@ REWARD_DESCRIPTIONS = {
     "steer_penalty": "per unit of steer^2 (the policy's steering action, <= 0)",
     "action_change_penalty": "per unit of |change of steer| + |change of accel| between steps (<= 0)",
     "jerk_penalty": "per m/s^3 of |longitudinal jerk| (<= 0)",
+    "standstill_penalty": "efficiency at a standstill (<= 0), rising linearly to 1 at the target speed: standing "
+    "still costs this every step; 0 = standing earns 0",
     "max_jerk": "jerk is clipped at this value (m/s^3)",
     "collision_penalty": "on a collision (<= 0)",
     "off_road_penalty": "per step off the road (<= 0)",

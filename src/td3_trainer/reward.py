@@ -1,7 +1,11 @@
 """The driving reward: a weighted sum of five terms, each also returned for logging.
 
     efficiency    speed along the lane v*cos(heading error) relative to target_speed_mps:
-                  rises linearly to 1 at the target, falls back to 0 at twice the target, >= -1
+                  rises linearly to 1 at the target, falls back to 0 at twice the target, >= -1;
+                  with standstill_penalty < 0 it rises from standstill_penalty at a standstill
+                  instead of from 0, so standing still costs every step (without it a policy
+                  that only brakes pays less than one still learning to drive, and some seeds
+                  settle there)
     lane_keeping  penalties per metre of |lateral offset| and per radian of |heading error|
     comfort       penalties on the steering magnitude (squared), on the change of action
                   between steps and on longitudinal jerk
@@ -51,6 +55,7 @@ class RewardConfig:
     steer_penalty: float = -0.2  # per unit of steer^2 (action[0]): steady steering costs, a curve still pays
     action_change_penalty: float = -0.1  # per unit of |d steer| + |d accel| between steps
     jerk_penalty: float = -0.005  # per m/s^3 of |longitudinal jerk|
+    standstill_penalty: float = 0.0  # efficiency at a standstill, rising linearly to 1 at the target speed
     max_jerk: float = 50.0  # m/s^3, jerk is clipped here (one bad speed reading stays bounded)
     collision_penalty: float = -100.0
     off_road_penalty: float = -50.0
@@ -181,7 +186,8 @@ class RewardFunction:
         target = self.config.target_speed(state.curvature)
         along_lane = state.speed * math.cos(state.heading_error)
         if along_lane <= target:
-            return max(along_lane / target, -1.0)
+            fraction = along_lane / target
+            return max(fraction + self.config.standstill_penalty * (1.0 - fraction), -1.0)
         return max(1.0 - (along_lane - target) / target, -1.0)
 
     def _comfort(self, state: StepState) -> float:
