@@ -157,7 +157,7 @@ def plot(runs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=100)
     labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
     curves = sorted({(r["trainer"], r["variant"]) for r in runs})
     colours = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown")
@@ -181,7 +181,7 @@ def plot(runs: list[dict], path: Path) -> None:
     ax.set_xlabel("environment steps of training")
     ax.set_ylabel("held-out route completion")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)  # below: no dot hidden
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, fontsize=8)  # below: no dot hidden
     fig.tight_layout()
     fig.savefig(path)
 
