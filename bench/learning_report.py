@@ -7,10 +7,9 @@ numbers (and one per `--heldout-at` budget of a run), then per trainer, variant 
 median and mean over seeds, how many seeds drove every held-out episode as a full lap without a
 collision or leaving the road (the goal), and, where both trainers ran the same budget, the ratios
 of their scores and wall times. The score is the held-out route completion (distance before the
-first collision or off-road end, over the lap). The variant
-names the values of VARIANT_KEYS that differ from 0 in the run, from the parameters it recorded
-(`trainer_params`), or for runs from before that record, from its --set overrides (those
-parameters were 0 in every params file then).
+first collision or off-road end, over the lap). The variant names the values of VARIANT_KEYS that
+differ from 0 in the run, from the parameters it recorded (`trainer_params`), or for runs from
+before that record, from its --set overrides (those parameters were 0 in every params file then).
 """
 
 from __future__ import annotations
@@ -51,13 +50,16 @@ def load(paths: list[str]) -> list[dict]:
         # the benchmark's other evaluation: tracks of seeds 1000+k (procedural training) or other
         # spawn points of the loop, --eval-steps steps each; only after the whole budget
         other = result["eval"]["td3"]
-        final = {"other_m": other["mean_distance_m"], "other_crashed": other["episodes_ended_by_crash"]}
         runs.append(
             common
             | heldout_row(result["heldout"]["td3"]["summary"])
-            | final
-            | {"steps": result["budget"]["env_steps"], "seconds": result["training"]["seconds"]}
-            | {"other_episodes": result["eval"]["episodes"]}
+            | {
+                "steps": result["budget"]["env_steps"],
+                "seconds": result["training"]["seconds"],
+                "other_m": other["mean_distance_m"],
+                "other_crashed": other["episodes_ended_by_crash"],
+                "other_episodes": result["eval"]["episodes"],
+            }
         )
         for steps, earlier in result.get("heldout_at", {}).items():
             runs.append(
