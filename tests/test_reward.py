@@ -265,3 +265,18 @@ def test_with_a_standstill_penalty_standing_still_costs_every_step_and_the_targe
     assert reward(only("efficiency", standstill_penalty=-1.0), state(speed=-0.1))[0].total == -1.0
     with pytest.raises(ValueError, match="standstill_penalty"):
         RewardConfig(standstill_penalty=0.5)
+
+
+def test_an_overspeed_penalty_makes_speed_above_the_target_cost_faster():
+    gentle = only("efficiency", target_speed_mps=8.0)  # the default -1: 0 at twice the target
+    steep = only("efficiency", target_speed_mps=8.0, overspeed_penalty=-5.0)
+    speeds_and_pay = ((4.0, 0.5, 0.5), (8.0, 1.0, 1.0), (8.8, 0.5, 0.9), (9.6, 0.0, 0.8), (16.0, -1.0, 0.0))
+    for speed, paid, paid_gently in speeds_and_pay:
+        assert reward(steep, state(speed=speed))[0].total == pytest.approx(paid)
+        assert reward(gentle, state(speed=speed))[0].total == pytest.approx(paid_gently)
+    # against the curve's lower target too: 8 m/s on a 15 m radius with a = 2 (target 5.48) is far over
+    curve = only("efficiency", target_speed_mps=8.0, overspeed_penalty=-5.0, curve_lateral_accel_mps2=2.0)
+    assert reward(curve, state(speed=8.0, curvature=1 / 15))[0].total == -1.0
+    assert reward(only("efficiency", overspeed_penalty=0.0), state(speed=30.0))[0].total == 1.0
+    with pytest.raises(ValueError, match="overspeed_penalty"):
+        RewardConfig(overspeed_penalty=1.0)

@@ -107,6 +107,8 @@ REWARD_DESCRIPTIONS = {
     "jerk_penalty": "per m/s^3 of |longitudinal jerk| (<= 0)",
     "standstill_penalty": "efficiency at a standstill (<= 0), rising linearly to 1 at the target speed: standing "
     "still costs this every step; 0 = standing earns 0",
+    "overspeed_penalty": "efficiency lost per target_speed_mps of speed above the target (<= 0): above it "
+    "efficiency is 1 + this x (speed - target) / target, >= -1; -1 = 0 at twice the target",
     "max_jerk": "jerk is clipped at this value (m/s^3)",
     "collision_penalty": "on a collision (<= 0)",
     "off_road_penalty": "per step off the road (<= 0)",

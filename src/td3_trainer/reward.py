@@ -2,6 +2,9 @@
 
     efficiency    speed along the lane v*cos(heading error) relative to target_speed_mps:
                   rises linearly to 1 at the target, falls back to 0 at twice the target, >= -1;
+                  with overspeed_penalty below -1 it falls faster above the target (at -5 it
+                  is 0 at 1.2x the target), so riding a speed limiter above the target costs
+                  nearly all of it;
                   with standstill_penalty < 0 it rises from standstill_penalty at a standstill
                   instead of from 0, so standing still costs every step (without it a policy
                   that only brakes pays less than one still learning to drive, and some seeds
@@ -56,6 +59,7 @@ class RewardConfig:
     action_change_penalty: float = -0.1  # per unit of |d steer| + |d accel| between steps
     jerk_penalty: float = -0.005  # per m/s^3 of |longitudinal jerk|
     standstill_penalty: float = 0.0  # efficiency at a standstill, rising linearly to 1 at the target speed
+    overspeed_penalty: float = -1.0  # efficiency lost per target's worth of speed above the target
     max_jerk: float = 50.0  # m/s^3, jerk is clipped here (one bad speed reading stays bounded)
     collision_penalty: float = -100.0
     off_road_penalty: float = -50.0
@@ -188,7 +192,7 @@ class RewardFunction:
         if along_lane <= target:
             fraction = along_lane / target
             return max(fraction + self.config.standstill_penalty * (1.0 - fraction), -1.0)
-        return max(1.0 - (along_lane - target) / target, -1.0)
+        return max(1.0 + self.config.overspeed_penalty * (along_lane - target) / target, -1.0)
 
     def _comfort(self, state: StepState) -> float:
         c = self.config
