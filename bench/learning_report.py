@@ -8,7 +8,7 @@ median and mean over seeds, how many seeds drove every held-out episode as a ful
 collision or leaving the road (the goal), and, where both trainers ran the same budget, the ratios
 of their scores and wall times. The score is the held-out route completion (distance before the
 first collision or off-road end, over the lap). The variant names the values of VARIANT_KEYS that
-differ from 0 in the run, from the parameters it recorded (`trainer_params`), or for runs from
+differ from their defaults in the run, from the parameters it recorded (`trainer_params`), or for runs from
 before that record, from its --set overrides (those parameters were 0 in every params file then).
 """
 
@@ -21,16 +21,21 @@ from collections import defaultdict
 from pathlib import Path
 
 # parameters whose effect the README's learning section reports, by their short name
-VARIANT_KEYS = {
-    "actor_preactivation_penalty": "penalty",
-    "reward.standstill_penalty": "standstill",
-    "reward.curve_lateral_accel_mps2": "curve a",
+VARIANT_KEYS = {  # parameter: (its short name, the value it has when it is not part of the variant)
+    "actor_preactivation_penalty": ("penalty", 0.0),
+    "reward.standstill_penalty": ("standstill", 0.0),
+    "reward.overspeed_penalty": ("overspeed", -1.0),
+    "reward.curve_lateral_accel_mps2": ("curve a", 0.0),
 }
 
 
 def variant_of(budget: dict) -> str:
     values = budget.get("trainer_params") or budget.get("overrides", {})
-    shown = [f"{short} {values[key]:g}" for key, short in VARIANT_KEYS.items() if float(values.get(key, 0.0)) != 0.0]
+    shown = [
+        f"{short} {values[key]:g}"
+        for key, (short, default) in VARIANT_KEYS.items()
+        if float(values.get(key, default)) != default
+    ]
     return ", ".join(shown) or "-"
 
 

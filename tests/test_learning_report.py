@@ -36,6 +36,9 @@ def test_the_variant_is_what_trained_not_what_the_file_says_now():
     # the recorded parameters win over the overrides (a value from the params file is not an override)
     assert variant_of({"overrides": {}, "trainer_params": recorded}) == "penalty 0.05, curve a 2"
     assert variant_of({"overrides": {}, "trainer_params": {"actor_preactivation_penalty": 0.0}}) == "-"
+    # a parameter whose default is not 0 is part of the variant only away from its default
+    assert variant_of({"overrides": {}, "trainer_params": {"reward.overspeed_penalty": -1.0}}) == "-"
+    assert variant_of({"overrides": {"reward.overspeed_penalty": -5.0}}) == "overspeed -5"
 
 
 def test_runs_are_grouped_by_trainer_variant_and_budget(tmp_path: Path):
