@@ -15,6 +15,7 @@ before that record, from its --set overrides (those parameters were 0 in every p
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from collections import defaultdict
@@ -27,14 +28,17 @@ VARIANT_KEYS = {  # parameter: (its short name, the value it has when it is not 
     "reward.overspeed_penalty": ("overspeed", -1.0),
     "reward.curve_lateral_accel_mps2": ("curve a", 0.0),
 }
+LEARNER_KEYS = {"actor_preactivation_penalty"}  # our learner's own: SB3 runs do not use them
 
 
-def variant_of(budget: dict) -> str:
+def variant_of(budget: dict, environment_only: bool = False) -> str:
+    """The variant's short names and values; `environment_only`: only those of the environment
+    (the reward), which both trainers learn on, not our learner's."""
     values = budget.get("trainer_params") or budget.get("overrides", {})
     shown = [
         f"{short} {values[key]:g}"
         for key, (short, default) in VARIANT_KEYS.items()
-        if float(values.get(key, default)) != default
+        if float(values.get(key, default)) != default and not (environment_only and key in LEARNER_KEYS)
     ]
     return ", ".join(shown) or "-"
 
@@ -46,9 +50,11 @@ def load(paths: list[str]) -> list[dict]:
     for path in paths:
         result = json.loads(Path(path).read_text())
         name = result["training"]["trainer"]
+        trainer = "ours" if name == "td3-drive" else ("sb3-defaults" if "defaults" in name else "sb3")
         common = {
-            "trainer": "ours" if name == "td3-drive" else ("sb3-defaults" if "defaults" in name else "sb3"),
-            "variant": variant_of(result["budget"]),
+            "trainer": trainer,
+            "variant": variant_of(result["budget"], environment_only=trainer != "ours"),
+            "environment": variant_of(result["budget"], environment_only=True),
             "seed": result["budget"]["seed"],
             "date": result["date"],
         }
@@ -133,7 +139,9 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary = {}
+    environment = {}  # (trainer, variant) -> the environment's variant it learned on
     for (trainer, variant, steps), group in sorted(groups.items()):
+        environment[(trainer, variant)] = group[0]["environment"]
         med = statistics.median(r["completion"] for r in group)
         mean = statistics.fmean(r["completion"] for r in group)
         straights = [r["straights"] for r in group if r["straights"] is not None]
@@ -146,18 +154,25 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
         )
     ratios = []
     ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "inf"  # noqa: E731
+    # Ours against each SB3 group of the same budget that learned on the same environment (reward).
+    sb3_names = {"sb3": "our settings", "sb3-defaults": "its defaults"}
     for (trainer, variant, steps), (med, mean, seconds) in sorted(summary.items()):
-        if trainer == "ours" and ("sb3", "-", steps) in summary:
-            sb3_med, sb3_mean, sb3_seconds = summary[("sb3", "-", steps)]
+        if trainer != "ours":
+            continue
+        for (other, other_variant, other_steps), (sb3_med, sb3_mean, sb3_seconds) in sorted(summary.items()):
+            if other == "ours" or other_steps != steps or other_variant != environment[(trainer, variant)]:
+                continue
             ours = "ours" if variant == "-" else f"ours ({variant})"
+            sb3 = sb3_names[other] + ("" if other_variant == "-" else f", {other_variant}")
             ratios.append(
-                f"- {steps} steps, {ours} / SB3 (our settings): median completion {ratio(med, sb3_med)}, mean "
+                f"- {steps} steps, {ours} / SB3 ({sb3}): median completion {ratio(med, sb3_med)}, mean "
                 f"completion {ratio(mean, sb3_mean)}, median training wall time {ratio(seconds, sb3_seconds)}"
             )
     return "\n".join(lines) + ("\n\n" + "\n".join(ratios) if ratios else ""), summary
 
 
-def plot(runs: list[dict], path: Path) -> None:
+def plot(runs: list[dict], path: Path) -> list[str]:
+    """Write the completion-over-budget plot; returns the labels of its curves."""
     import matplotlib
     import matplotlib.ticker
 
@@ -167,8 +182,9 @@ def plot(runs: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=100)
     labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
     curves = sorted({(r["trainer"], r["variant"]) for r in runs})
-    colours = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown")
-    for k, ((trainer, variant), colour) in enumerate(zip(curves, colours, strict=False)):
+    colours = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:gray")
+    # every curve gets a colour: past the list they repeat rather than a curve going missing
+    for k, ((trainer, variant), colour) in enumerate(zip(curves, itertools.cycle(colours))):
         mine = [r for r in runs if (r["trainer"], r["variant"]) == (trainer, variant)]
         # seeds as dots, spread a little sideways so that equal results stay visible
         offsets = {b: 0 for b in {r["steps"] for r in mine}}
@@ -191,6 +207,8 @@ def plot(runs: list[dict], path: Path) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, fontsize=8)  # below: no dot hidden
     fig.tight_layout()
     fig.savefig(path)
+    plt.close(fig)
+    return [line.get_label() for line in ax.get_lines()]
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.learning_report import load, medians, variant_of
+from bench.learning_report import load, medians, plot, variant_of
 
 
 def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3-drive") -> dict:
@@ -75,3 +75,42 @@ def test_a_run_with_heldout_at_gives_a_row_per_budget_with_its_own_time(tmp_path
         (10000, 3, 0.996, 103.0),
     ]
     assert rows[0]["other_m"] is None and rows[2]["other_m"] == 10.0  # the other evaluation ran at the end only
+
+
+def test_sb3_is_compared_with_the_runs_that_learned_on_the_same_reward(tmp_path: Path):
+    setting = {"actor_preactivation_penalty": 0.05, "reward.standstill_penalty": -1.0}
+    runs = [
+        result(0, 0.996, {"overrides": {}, "trainer_params": setting}),
+        result(0, 0.5, {"overrides": {}}),
+        # SB3 does not use our learner's penalty: its variant is the reward's alone
+        result(
+            0, 0.005, {"overrides": {}, "trainer_params": setting}, trainer="stable-baselines3 TD3 (defaults settings)"
+        ),
+        result(1, 0.004, {"overrides": {}}, trainer="stable-baselines3 TD3 (ours settings)"),
+    ]
+    paths = []
+    for k, run in enumerate(runs):
+        paths.append(tmp_path / f"run{k}.json")
+        paths[-1].write_text(json.dumps(run))
+    text, summary = medians(load([str(p) for p in paths]))
+    assert ("sb3-defaults", "standstill -1", 5000) in summary
+    ratios = [line for line in text.splitlines() if line.startswith("- ")]
+    assert ratios == [
+        "- 5000 steps, ours / SB3 (our settings): median completion 125.00, mean completion 125.00, "
+        "median training wall time 0.99",
+        "- 5000 steps, ours (penalty 0.05, standstill -1) / SB3 (its defaults, standstill -1): median completion "
+        "199.20, mean completion 199.20, median training wall time 1.00",
+    ]
+
+
+def test_the_plot_draws_every_trainer_and_variant(tmp_path: Path):
+    runs = []
+    for k in range(9):  # more curves than the plot has colours
+        runs.append(result(0, 0.1 * k, {"overrides": {"reward.standstill_penalty": -0.1 * (k + 1)}}))
+    paths = []
+    for k, run in enumerate(runs):
+        paths.append(tmp_path / f"run{k}.json")
+        paths[-1].write_text(json.dumps(run))
+    labels = plot(load([str(p) for p in paths]), tmp_path / "plot.png")
+    assert len(labels) == 9 and len(set(labels)) == 9
+    assert (tmp_path / "plot.png").stat().st_size > 0
