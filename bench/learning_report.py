@@ -5,11 +5,12 @@
 Prints Markdown: one row per run (trainer, variant, budget, seed) with the held-out protocol's
 numbers (and one per `--heldout-at` budget of a run), then per trainer, variant and budget the
 median and mean over seeds, how many seeds drove every held-out episode as a full lap without a
-collision or leaving the road (the goal), and, where both trainers ran the same budget, the ratios
-of their scores and wall times. The score is the held-out route completion (distance before the
-first collision or off-road end, over the lap). The variant names the values of VARIANT_KEYS that
-differ from their defaults in the run, from the parameters it recorded (`trainer_params`), or for runs from
-before that record, from its --set overrides (those parameters were 0 in every params file then).
+collision or leaving the road (the goal), and, where both trainers ran the same budget on the
+same reward, the ratios of their scores and wall times. The score is the held-out route completion
+(distance before the first collision or off-road end, over the lap). The variant names the values
+of VARIANT_KEYS that differ from their defaults in the run, from the parameters it recorded
+(`trainer_params`), or for runs from before that record, from its --set overrides (those
+parameters had their defaults in every params file then); an SB3 run's, only the reward's.
 """
 
 from __future__ import annotations
