@@ -29,6 +29,15 @@ def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3
     }
 
 
+def written(folder: Path, runs: list[dict]) -> list[str]:
+    """The runs as --json-out files in `folder`."""
+    paths = []
+    for k, run in enumerate(runs):
+        paths.append(folder / f"run{k}.json")
+        paths[-1].write_text(json.dumps(run))
+    return [str(p) for p in paths]
+
+
 def test_the_variant_is_what_trained_not_what_the_file_says_now():
     assert variant_of({"overrides": {}}) == "-"
     assert variant_of({"overrides": {"actor_preactivation_penalty": 0.05, "augment": True}}) == "penalty 0.05"
@@ -49,11 +58,8 @@ def test_runs_are_grouped_by_trainer_variant_and_budget(tmp_path: Path):
         result(1, 0.997, {"overrides": {"actor_preactivation_penalty": 0.05}}),
         result(0, 0.005, {"overrides": {}}, trainer="sb3-td3"),
     ]
-    paths = []
-    for k, run in enumerate(runs):
-        paths.append(tmp_path / f"run{k}.json")
-        paths[-1].write_text(json.dumps(run))
-    text, summary = medians(load([str(p) for p in paths]))
+    paths = written(tmp_path, runs)
+    text, summary = medians(load(paths))
     assert set(summary) == {("ours", "-", 5000), ("ours", "penalty 0.05", 5000), ("sb3", "-", 5000)}
     assert summary[("ours", "-", 5000)][1] == pytest.approx(0.498)
     assert summary[("ours", "penalty 0.05", 5000)][1] == pytest.approx(0.9965)
@@ -88,11 +94,8 @@ def test_sb3_is_compared_with_the_runs_that_learned_on_the_same_reward(tmp_path:
         ),
         result(1, 0.004, {"overrides": {}}, trainer="stable-baselines3 TD3 (ours settings)"),
     ]
-    paths = []
-    for k, run in enumerate(runs):
-        paths.append(tmp_path / f"run{k}.json")
-        paths[-1].write_text(json.dumps(run))
-    text, summary = medians(load([str(p) for p in paths]))
+    paths = written(tmp_path, runs)
+    text, summary = medians(load(paths))
     assert ("sb3-defaults", "standstill -1", 5000) in summary
     ratios = [line for line in text.splitlines() if line.startswith("- ")]
     assert ratios == [
@@ -107,10 +110,7 @@ def test_the_plot_draws_every_trainer_and_variant(tmp_path: Path):
     runs = []
     for k in range(9):  # more curves than the plot has colours
         runs.append(result(0, 0.1 * k, {"overrides": {"reward.standstill_penalty": -0.1 * (k + 1)}}))
-    paths = []
-    for k, run in enumerate(runs):
-        paths.append(tmp_path / f"run{k}.json")
-        paths[-1].write_text(json.dumps(run))
-    labels = plot(load([str(p) for p in paths]), tmp_path / "plot.png")
+    paths = written(tmp_path, runs)
+    labels = plot(load(paths), tmp_path / "plot.png")
     assert len(labels) == 9 and len(set(labels)) == 9
     assert (tmp_path / "plot.png").stat().st_size > 0
