@@ -28,6 +28,7 @@ VARIANT_KEYS = {  # parameter: (its short name, the value it has when it is not 
     "reward.standstill_penalty": ("standstill", 0.0),
     "reward.overspeed_penalty": ("overspeed", -1.0),
     "reward.curve_lateral_accel_mps2": ("curve a", 0.0),
+    "action.curve_lateral_accel_mps2": ("governor a", 0.0),
 }
 LEARNER_KEYS = {"actor_preactivation_penalty"}  # our learner's own: SB3 runs do not use them
 

@@ -425,6 +425,51 @@ def test_a_checkpoints_speed_limit_holds_the_car_below_it_and_needs_odometry(tmp
     assert "Traceback" not in _log(log)
 
 
+def _circle_route(radius: float) -> Path:
+    path = Path()
+    path.header.frame_id = "map"
+    for i in range(64):
+        pose = PoseStamped()
+        pose.pose.position.x = radius * math.cos(i * math.pi / 32)
+        pose.pose.position.y = radius * math.sin(i * math.pi / 32)
+        path.poses.append(pose)
+    return path
+
+
+def test_a_checkpoints_curve_governor_slows_the_car_in_a_curve_and_needs_the_route(tmp_path: FsPath, probe: Probe):
+    # A pixel-only policy asking for throttle 0.7, trained with a 10 m/s limiter and a 2 m/s^2 curve
+    # governor: the driver subscribes to the waypoints too; none yet: full brake and why; on a
+    # 12.5 m circle the limit is sqrt(2 * 12.5) = 5 m/s: the action at 3 m/s, brake at 7 m/s.
+    checkpoint = write_checkpoint(
+        tmp_path / "run" / "td3_s_step_1.pth",
+        PIXELS,
+        small_architecture(PIXELS),
+        constant_action=(0.0, 0.7),
+        action=ActionConfig(speed_limit_mps=10.0, curve_lateral_accel_mps2=2.0),
+    )
+    log = tmp_path / "driver.log"
+    speed = {"now": 3.0}
+
+    def inputs() -> None:
+        probe.image_pub.publish(_image())
+        probe.odometry_pub.publish(_odometry(x=12.5, speed=speed["now"]))
+
+    with node_process(_driver_args(checkpoint, use_speedometer=False), log) as driver:
+        no_route = lambda: probe.last_diagnostics().get("brake_reason") == "no_route"  # noqa: E731
+        if not probe.spin_until(no_route, STARTUP_S, inputs):
+            _fail(f"no 'no_route' brake (exit {driver.poll()}): {probe.last_diagnostics()}", log)
+        probe.route_pub.publish(_circle_route(12.5))
+        for value, expected in ((3.0, (0.7, 0.0)), (7.0, (0.0, 1.0))):
+            speed["now"] = value
+            probe.spin_for(1.0, inputs)
+            start = time.monotonic()
+            probe.spin_for(1.0, inputs)
+            got = [(round(m.throttle, 3), round(m.brake, 3)) for m in probe.commands_since(start)]
+            assert len(got) >= 10 and all(c == pytest.approx(expected, abs=0.02) for c in got), (value, got)
+        assert stop_process(driver) == 0
+    assert "Traceback" not in _log(log)
+
+
 # ----------------------------------------------------------------------------- 3. NaN from the network
 
 

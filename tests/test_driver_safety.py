@@ -12,9 +12,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from geometry_msgs.msg import PoseStamped
 from hypothesis import given
 from hypothesis import strategies as st
-from nav_msgs.msg import Odometry
+from nav_msgs.msg import Odometry, Path
 from std_msgs.msg import Float32
 
 from td3_core.actions import ActionConfig, VehicleCommand, action_to_command
@@ -491,3 +492,68 @@ def test_driver_inputs_give_the_limiter_the_speedometer_when_fresh_else_the_twis
     assert inputs.current_speed() == pytest.approx(4.0)
     clock.advance(1.0)
     assert inputs.current_speed() == pytest.approx(3.0)
+
+
+def test_the_curve_governor_limits_the_speed_to_the_lateral_acceleration_in_curves():
+    governed = ActionConfig(speed_limit_mps=10.0, curve_lateral_accel_mps2=2.0)
+    assert governed.limit_mps(None) == 10.0 and governed.limit_mps(0.0) == 10.0  # straight, or unknown
+    assert governed.limit_mps(0.005) == 10.0  # sqrt(2 / 0.005) = 20 m/s: the speed limit is lower
+    assert governed.limit_mps(0.08) == pytest.approx(5.0)  # a 12.5 m radius: sqrt(2 * 12.5)
+    assert governed.limit_mps(100.0) == 1.0  # never below the limiter's band
+    assert ActionConfig(curve_lateral_accel_mps2=2.0).limit_mps(0.08) == pytest.approx(5.0)  # without a speed limit
+    assert ActionConfig(curve_lateral_accel_mps2=2.0).limit_mps(0.0) == 0.0
+    assert ActionConfig(speed_limit_mps=10.0).limit_mps(0.08) == 10.0  # no governor
+    # In the curve: full throttle at 3 m/s, less in the last 1 m/s below 5 m/s, braking above it.
+    assert action_to_command(0.0, 1.0, governed, 3.0, 0.08).throttle == 1.0
+    assert action_to_command(0.0, 1.0, governed, 4.5, 0.08).throttle == pytest.approx(0.5)
+    assert action_to_command(0.0, 1.0, governed, 5.5, 0.08) == VehicleCommand(steer=0.0, throttle=0.0, brake=0.5)
+    assert action_to_command(0.0, 1.0, governed, 5.5, 0.0).throttle == 1.0  # the same speed on a straight
+    assert action_to_command(0.0, 1.0, governed, 5.5, math.nan).throttle == 1.0  # curvature unknown: the speed limit
+    for bad in (-0.1, 10.5, math.inf, math.nan):
+        with pytest.raises(ValueError, match="curve_lateral_accel_mps2"):
+            ActionConfig(curve_lateral_accel_mps2=bad)
+
+
+@given(st.floats(-1.0, 1.0), st.floats(0.0, 40.0), st.floats(0.0, 1.0))
+def test_with_the_curve_governor_no_command_accelerates_at_or_above_the_curve_speed(
+    accel: float, speed: float, curvature: float
+):
+    governed = ActionConfig(speed_limit_mps=10.0, curve_lateral_accel_mps2=2.0)
+    command = action_to_command(0.0, accel, governed, speed, curvature)
+    if curvature > 0.0 and speed >= max(math.sqrt(2.0 / curvature), 1.0):
+        assert command.throttle == 0.0
+    assert 0.0 <= command.throttle <= 1.0 and 0.0 <= command.brake <= 1.0
+
+
+def test_a_pixel_policy_with_a_curve_governor_needs_the_route_and_is_slowed_in_curves():
+    clock = FakeClock()
+    governed = ActionConfig(curve_lateral_accel_mps2=2.0)
+    gate = _gate(clock, action_config=governed, odometry_topic="/odom")
+    gate.frame_received()
+    gate.odometry_received()
+    decision = gate.decide([0.0, 1.0], speed=3.0, curvature=None)
+    assert decision.reason is BrakeReason.NO_ROUTE and "curve governor" in decision.detail
+    gate.route_received()
+    assert gate.decide([0.0, 1.0], speed=3.0, curvature=0.08).command.throttle == 1.0
+    assert gate.decide([0.0, 1.0], speed=7.0, curvature=0.08).command == VehicleCommand(0.0, 0.0, 1.0)
+    assert gate.decide([0.0, 1.0], speed=7.0, curvature=0.0).command.throttle == 1.0
+
+
+def test_driver_inputs_give_the_governor_the_routes_curvature_ahead_of_the_car():
+    inputs = DriverInputs(PreprocessConfig(), ObservationConfig(use_vector_state=False), False, 0.3, FakeClock())
+    assert inputs.current_curvature() is None
+    circle = Path()
+    for i in range(64):
+        pose = PoseStamped()
+        pose.pose.position.x, pose.pose.position.y = (
+            12.5 * math.cos(i * math.pi / 32),
+            12.5 * math.sin(i * math.pi / 32),
+        )
+        circle.poses.append(pose)
+    inputs.set_route(circle)
+    assert inputs.current_curvature() is None  # no odometry yet
+    odometry = Odometry()
+    odometry.pose.pose.position.x = 12.5
+    odometry.pose.pose.orientation.w = 1.0
+    inputs.set_odometry(odometry)
+    assert inputs.current_curvature() == pytest.approx(0.08, rel=0.05)

@@ -184,3 +184,28 @@ def test_the_policy_after_n_steps_of_a_longer_run_is_the_n_step_runs_policy():
         observation = probe.receive().observation
     assert all(np.array_equal(a, b) for a, b, _ in actions)
     assert not all(np.array_equal(a, c) for a, _, c in actions)  # 40 more steps of learning do change it
+
+
+def _follow_the_route_at_full_throttle(observation) -> np.ndarray:
+    """A scripted driver: steer at the third route point ahead (vehicle frame, y left), throttle 1."""
+    x, y = observation.vector[7], observation.vector[8]
+    return np.array([np.clip(-2.0 * np.arctan2(y, x), -1.0, 1.0), 1.0], dtype=np.float32)
+
+
+def test_the_curve_governor_slows_the_car_in_tight_curves_of_a_heldout_track_not_on_straights():
+    # The environment the trainer learns in and the evaluation drives applies the action's curve
+    # governor: at full throttle under a 10 m/s limit the car rides the limit everywhere without
+    # it, and is slower in the tight curves (radius below 30 m) with it, at the same speed on straights.
+    def speeds(governor: float) -> dict:
+        setting = {"action.speed_limit_mps": 10.0, "action.curve_lateral_accel_mps2": governor}
+        result = evaluate_heldout(
+            _follow_the_route_at_full_throttle, trainer_params(setting), track_seeds=(7000001,), starts=1
+        )
+        assert result["summary"]["laps_without_incident"] == 1
+        return result["summary"]["speed"]
+
+    free, governed = speeds(0.0), speeds(1.0)
+    assert free["mean_speed_tight_curves_mps"] > 9.5
+    assert governed["mean_speed_tight_curves_mps"] < 0.8 * free["mean_speed_tight_curves_mps"]
+    assert governed["mean_speed_straights_mps"] > 0.85 * free["mean_speed_straights_mps"]
+    assert governed["max_speed_mps"] <= 10.2

@@ -185,6 +185,14 @@ class DriverInputs:
             return speed
         return pose_from_odometry(self.odometry)[3]
 
+    def current_curvature(self) -> float | None:
+        """The route's mean curvature ahead of the newest odometry's position (the curve governor's);
+        None without a route or odometry."""
+        if self.builder.route is None or self.odometry is None:
+            return None
+        x, y, _, _ = pose_from_odometry(self.odometry)
+        return self.builder.route.project(x, y).curvature_ahead
+
     def vector(self) -> np.ndarray:
         """Vector state from the newest odometry and the route (empty for pixels-only policies)."""
         if not self.needs_vector:
@@ -316,11 +324,11 @@ class DriverNode(Node):
             action_config = limited_action_config(meta.action, p.speed_limit_mps)
         except ValueError as error:
             raise ParamError("speed_limit_mps", str(error)) from error
-        if self.inputs.needs_vector or action_config.speed_limit_mps > 0.0:
+        if self.inputs.needs_vector or action_config.speed_limit_mps > 0.0 or action_config.governs_curves:
             subscriptions.append(("odometry", Odometry, self._on_odometry, SENSOR_QOS))
             if p.use_speedometer:
                 subscriptions.append(("speedometer", Float32, self._on_speed, SENSOR_QOS))
-        if self.inputs.needs_vector:
+        if self.inputs.needs_vector or action_config.governs_curves:  # the curve governor reads the route's curvature
             subscriptions.append(("waypoints", Path, self._on_route_bytes, ROUTE_QOS))
         self._subscribed = {name for name, *_ in subscriptions}
         for name, msg_type, callback, qos in subscriptions:
@@ -502,7 +510,9 @@ class DriverNode(Node):
     def _send_command(self) -> None:
         pending = self._pending
         action = None if pending is None else pending.action
-        decision = self.gate.decide(action, self._inference_error, self.inputs.current_speed())
+        decision = self.gate.decide(
+            action, self._inference_error, self.inputs.current_speed(), self.inputs.current_curvature()
+        )
         if self.params.one_command_per_frame and decision.reason is None and pending is not None and pending.published:
             # Lockstep with a synchronous simulator: this frame's action went out, and the world
             # waits for the next command; sending it again would tick the world on an old action.
@@ -608,6 +618,11 @@ class DriverNode(Node):
             return (
                 "it has a speed limit, which needs odometry, and this driver does not subscribe to it; "
                 "restart the driver to use it"
+            )
+        if new.action.governs_curves and "waypoints" not in self._subscribed:
+            return (
+                "it has a curve governor, which needs the route (waypoints), and this driver does not subscribe "
+                "to it; restart the driver to use it"
             )
         return None
 

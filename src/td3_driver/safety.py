@@ -208,10 +208,12 @@ class SafetyGate:
             return _brake(BrakeReason.STALE_FRAME, f"{self.frame_topic}: {stale}")
         if not (self.needs_vector or self.needs_speed):
             return None
-        if self.needs_vector and not self.has_route:
-            return _brake(BrakeReason.NO_ROUTE, f"waiting for {self.route_topic}")
+        governs_curves = self.action_config.governs_curves
+        if (self.needs_vector or governs_curves) and not self.has_route:
+            why = "" if self.needs_vector else " (the curve governor needs the route)"
+            return _brake(BrakeReason.NO_ROUTE, f"waiting for {self.route_topic}{why}")
         if self.odometry.last_progress is None:
-            why = "" if self.needs_vector else " (the speed limiter needs the speed)"
+            why = "" if self.needs_vector else " (the speed limiter needs the speed)"  # or the curve governor
             return _brake(BrakeReason.NO_ODOMETRY, f"nothing valid on {self.odometry_topic}{why}")
         stale = self._staleness(self.odometry, "odometry")
         if stale is not None:
@@ -220,10 +222,17 @@ class SafetyGate:
 
     @property
     def needs_speed(self) -> bool:
-        return self.action_config.speed_limit_mps > 0.0
+        return self.action_config.speed_limit_mps > 0.0 or self.action_config.governs_curves
 
-    def decide(self, action: Sequence[float] | None, inference_error: str = "", speed: float | None = None) -> Decision:
-        """The command for this period: the clamped (and speed-limited) action, or full brake and why."""
+    def decide(
+        self,
+        action: Sequence[float] | None,
+        inference_error: str = "",
+        speed: float | None = None,
+        curvature: float | None = None,
+    ) -> Decision:
+        """The command for this period: the clamped (and speed-limited) action, or full brake and why.
+        `curvature` (the route's ahead) feeds the curve governor."""
         if self.other_commanders:
             return _brake(BrakeReason.OTHER_COMMANDER, ", ".join(self.other_commanders))
         problem = self.input_problem()
@@ -236,8 +245,8 @@ class SafetyGate:
         if not is_finite_action(action):
             return _brake(BrakeReason.NON_FINITE_ACTION, f"action {[float(a) for a in action]}")
         # action_to_command clamps to CarlaEgoVehicleControl's ranges (steer [-1, 1], pedals [0, 1])
-        # and applies the speed limiter with the newest speed.
-        return Decision(action_to_command(float(action[0]), float(action[1]), self.action_config, speed))
+        # and applies the speed limiter with the newest speed (and curvature ahead).
+        return Decision(action_to_command(float(action[0]), float(action[1]), self.action_config, speed, curvature))
 
 
 def limited_action_config(checkpoint: ActionConfig, driver_limit_mps: float) -> ActionConfig:

@@ -154,7 +154,8 @@ class RosEnv:
         """Publish the command for `action`, stamped with the observation it answers."""
         assert self._current is not None, "reset() first"
         self._action = action
-        self.publish_action(action, self._current.stamp_ns, self._current.speed)
+        current = self._current
+        self.publish_action(action, current.stamp_ns, current.speed, current.projection.curvature_ahead)
 
     def receive(self) -> Received | None:
         """The next observation, and the step before it, now that its tick's late events are in."""
@@ -200,9 +201,12 @@ class RosEnv:
 
     # ------------------------------------------------------------------ actions
 
-    def publish_action(self, action: np.ndarray, stamp_ns: int, speed: float | None = None) -> None:
-        """Publish the command for `action`, stamped `stamp_ns`; `speed` feeds the speed limiter."""
-        command = action_to_command(float(action[0]), float(action[1]), self.params.action, speed)
+    def publish_action(
+        self, action: np.ndarray, stamp_ns: int, speed: float | None = None, curvature: float | None = None
+    ) -> None:
+        """Publish the command for `action`, stamped `stamp_ns`; `speed` feeds the speed limiter and
+        `curvature` (the route's ahead) its curve governor."""
+        command = action_to_command(float(action[0]), float(action[1]), self.params.action, speed, curvature)
         msg = CarlaEgoVehicleControl()
         msg.header.stamp = Time(sec=stamp_ns // NS_PER_S, nanosec=stamp_ns % NS_PER_S)
         msg.header.frame_id = "map"

@@ -210,6 +210,12 @@ PARAMS: tuple[Param, ...] = (
         "speed limiter (m/s): no throttle at it, braking above it; stored in the checkpoint and applied by the "
         "driver too; 0 = none",
     ),
+    Param(
+        "action.curve_lateral_accel_mps2",
+        0.0,
+        "curve governor (m/s^2): in curves the limiter's speed is at most sqrt(this / curvature of the route "
+        "ahead); stored in the checkpoint and applied by the driver too; 0 = none",
+    ),
     Param("episode.off_road_lateral_m", 3.0, "|lateral offset| beyond which the car is off the road (terminal)"),
     Param("episode.goal_distance_m", 2.0, "the goal is reached when less route than this remains (truncation)"),
     Param("episode.terminate_on_collision", True, "a collision ends the episode as a terminal state"),

@@ -134,8 +134,9 @@ class SimEnv:
 
     def receive(self) -> Received:
         assert self._current is not None, "reset() first"
-        action, speed = self._action, self._current.speed  # the speed seen with the frame, as the driver's
-        command = action_to_command(float(action[0]), float(action[1]), self.params.action, speed)
+        # the speed and the curvature ahead seen with the frame, as the driver's
+        action, speed, curvature = self._action, self._current.speed, self._current.projection.curvature_ahead
+        command = action_to_command(float(action[0]), float(action[1]), self.params.action, speed, curvature)
         # float32 like the fields of CarlaEgoVehicleControl
         self.world.step(*(float(np.float32(v)) for v in (command.throttle, command.steer, command.brake)))
         after = self._observe(new_segment=False)
