@@ -3,14 +3,16 @@
     python -m bench.learning_report RESULT.json ... [--plot docs/images/learning_budget.png]
 
 Prints Markdown: one row per run (trainer, variant, budget, seed) with the held-out protocol's
-numbers (and one per `--heldout-at` budget of a run), then per trainer, variant and budget the
-median and mean over seeds, how many seeds drove every held-out episode as a full lap without a
-collision or leaving the road (the goal), and, where both trainers ran the same budget on the
-same reward, the ratios of their scores and wall times. The score is the held-out route completion
-(distance before the first collision or off-road end, over the lap). The variant names the values
-of VARIANT_KEYS that differ from their defaults in the run, from the parameters it recorded
-(`trainer_params`), or for runs from before that record, from its --set overrides (those
-parameters had their defaults in every params file then); an SB3 run's, only the reward's.
+numbers (and one per `--heldout-at` budget of a run, its steps shown as "N (of M)"), then per
+trainer, variant and budget the median and mean over seeds, how many seeds drove every held-out
+episode as a full lap without a collision or leaving the road (the goal), and, where both
+trainers ran the same budget on the same reward, the ratios of their scores and wall times. The
+score is the held-out route completion (distance before the first collision or off-road end,
+over the lap); a seed counts once per budget, from the run trained for it where a longer run's
+snapshot repeats it. The variant names the values of VARIANT_KEYS that differ from their
+defaults in the run, from the parameters it recorded (`trainer_params`), or for runs from before
+that record, from its --set overrides (those parameters had their defaults in every params file
+then); an SB3 run's, only the reward's and the action mapping's.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def load(paths: list[str]) -> list[dict]:
             | heldout_row(result["heldout"]["td3"]["summary"])
             | {
                 "steps": result["budget"]["env_steps"],
+                "run_steps": result["budget"]["env_steps"],
                 "seconds": result["training"]["seconds"],
                 "other_m": other["mean_distance_m"],
                 "other_crashed": other["episodes_ended_by_crash"],
@@ -78,9 +81,26 @@ def load(paths: list[str]) -> list[dict]:
             runs.append(
                 common
                 | heldout_row(earlier["td3"]["summary"])
-                | {"steps": int(steps), "seconds": earlier["seconds"], "other_m": None}
+                | {
+                    "steps": int(steps),
+                    "run_steps": result["budget"]["env_steps"],
+                    "seconds": earlier["seconds"],
+                    "other_m": None,
+                }
             )
     return sorted(runs, key=lambda r: (r["trainer"], r["variant"], r["steps"], r["seed"]))
+
+
+def one_per_seed(runs: list[dict]) -> list[dict]:
+    """Each seed once per trainer, variant and budget: where a run of that budget and a snapshot
+    of a longer run of the same seed both have a row, the run trained for the budget (the
+    shortest), so that no seed counts twice in a median, a mean or a curve."""
+    best: dict[tuple, dict] = {}
+    for r in runs:
+        key = (r["trainer"], r["variant"], r["steps"], r["seed"])
+        if key not in best or r["run_steps"] < best[key]["run_steps"]:
+            best[key] = r
+    return [r for r in runs if best[(r["trainer"], r["variant"], r["steps"], r["seed"])] is r]
 
 
 def heldout_row(summary: dict) -> dict:
@@ -120,8 +140,9 @@ def table(runs: list[dict]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in runs:
+        steps = str(r["steps"]) if r["run_steps"] == r["steps"] else f"{r['steps']} (of {r['run_steps']})"
         lines.append(
-            f"| {r['trainer']} | {r['variant']} | {r['steps']} | {r['seed']} | {r['completion']:.3f} "
+            f"| {r['trainer']} | {r['variant']} | {steps} | {r['seed']} | {r['completion']:.3f} "
             f"| {r['laps']}/{r['episodes']} "
             f"| {r['collisions_per_km']:.2f} | {r['off_road_per_km']:.2f} | {r['lateral_m']:.2f} "
             f"| {r['speed']:.1f} ({shown(r['straights'])} / {shown(r['curves'])} / {shown(r['max_speed'])}) "
@@ -133,7 +154,7 @@ def table(runs: list[dict]) -> str:
 
 def medians(runs: list[dict]) -> tuple[str, dict]:
     groups: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
-    for r in runs:
+    for r in one_per_seed(runs):
         groups[(r["trainer"], r["variant"], r["steps"])].append(r)
     lines = [
         "| trainer | variant | steps | seeds | median completion | mean completion | seeds with every lap "
@@ -183,6 +204,7 @@ def plot(runs: list[dict], path: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=100)
     labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
+    runs = one_per_seed(runs)
     curves = sorted({(r["trainer"], r["variant"]) for r in runs})
     colours = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:gray")
     # every curve gets a colour: past the list they repeat rather than a curve going missing

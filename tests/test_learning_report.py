@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.learning_report import load, medians, plot, variant_of
+from bench.learning_report import load, medians, plot, table, variant_of
 
 
 def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3-drive") -> dict:
@@ -114,3 +114,23 @@ def test_the_plot_draws_every_trainer_and_variant(tmp_path: Path):
     labels = plot(load(paths), tmp_path / "plot.png")
     assert len(labels) == 9 and len(set(labels)) == 9
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_a_seed_counts_once_per_budget_where_a_longer_runs_snapshot_repeats_it(tmp_path: Path):
+    # Seed 0 trained for 5000 steps (completion 0.5), and again in a 20,000-step run whose
+    # snapshot at 5000 laps: the per-seed table shows both, the median and mean take the
+    # 5000-step run's; seed 1 exists only as a snapshot, which then counts.
+    five_k = result(0, 0.5, {"overrides": {}})
+    long_run = result(0, 0.996, {"overrides": {}})
+    long_run["budget"]["env_steps"] = 20000
+    long_run["heldout_at"] = {"5000": {"seconds": 50.0, **result(0, 0.997, {})["heldout"]}}
+    other_seed = result(1, 0.996, {"overrides": {}})
+    other_seed["budget"]["env_steps"] = 20000
+    other_seed["heldout_at"] = {"5000": {"seconds": 50.0, **result(1, 0.9, {})["heldout"]}}
+    rows = load(written(tmp_path, [five_k, long_run, other_seed]))
+    assert len(rows) == 5
+    text, summary = medians(rows)
+    assert summary[("ours", "-", 5000)][1] == pytest.approx((0.5 + 0.9) / 2)
+    assert "| ours | - | 5000 | 2 |" in text and "| ours | - | 20000 | 2 |" in text
+    assert "| ours | - | 5000 (of 20000) | 0 | 0.997 |" in table(rows)
+    assert "| ours | - | 5000 | 0 | 0.500 |" in table(rows)
