@@ -391,30 +391,40 @@ def test_one_command_per_frame_sends_each_frames_action_once_and_brakes_at_rate_
     assert "Traceback" not in _log(log)
 
 
-def test_a_checkpoints_speed_limit_holds_the_car_below_it_and_needs_odometry(tmp_path: FsPath, probe: Probe):
-    # A pixel-only policy asking for throttle 0.7 from a checkpoint trained with a 10 m/s limiter:
-    # the driver subscribes to odometry for the speed; none yet: full brake and why; below the
-    # limit: the action; in the last 1 m/s: less throttle; above it: brake.
+def _drive_a_limited_checkpoint(
+    tmp_path: FsPath,
+    probe: Probe,
+    action: ActionConfig,
+    waiting_for: str,
+    speeds: tuple[tuple[float, tuple[float, float]], ...],
+    route: Path | None = None,
+    x: float = 1.0,
+) -> None:
+    """A pixel-only policy asking for throttle 0.7 from a checkpoint with this action mapping:
+    full brake for `waiting_for` (a brake reason) until odometry and `route` are published, then
+    at each speed the (throttle, brake) expected."""
     checkpoint = write_checkpoint(
         tmp_path / "run" / "td3_s_step_1.pth",
         PIXELS,
         small_architecture(PIXELS),
         constant_action=(0.0, 0.7),
-        action=ActionConfig(speed_limit_mps=10.0),
+        action=action,
     )
     log = tmp_path / "driver.log"
-    speed = {"now": None}
+    speed = {"now": None if route is None else speeds[0][0]}
 
     def inputs() -> None:
         probe.image_pub.publish(_image())
         if speed["now"] is not None:
-            probe.odometry_pub.publish(_odometry(speed=speed["now"]))
+            probe.odometry_pub.publish(_odometry(x=x, speed=speed["now"]))
 
     with node_process(_driver_args(checkpoint, use_speedometer=False), log) as driver:
-        no_odometry = lambda: probe.last_diagnostics().get("brake_reason") == "no_odometry"  # noqa: E731
-        if not probe.spin_until(no_odometry, STARTUP_S, inputs):
-            _fail(f"no 'no_odometry' brake (exit {driver.poll()}): {probe.last_diagnostics()}", log)
-        for value, expected in ((5.0, (0.7, 0.0)), (9.5, (0.35, 0.0)), (12.0, (0.0, 1.0))):
+        waiting = lambda: probe.last_diagnostics().get("brake_reason") == waiting_for  # noqa: E731
+        if not probe.spin_until(waiting, STARTUP_S, inputs):
+            _fail(f"no '{waiting_for}' brake (exit {driver.poll()}): {probe.last_diagnostics()}", log)
+        if route is not None:
+            probe.route_pub.publish(route)
+        for value, expected in speeds:
             speed["now"] = value
             probe.spin_for(1.0, inputs)
             start = time.monotonic()
@@ -423,6 +433,13 @@ def test_a_checkpoints_speed_limit_holds_the_car_below_it_and_needs_odometry(tmp
             assert len(got) >= 10 and all(c == pytest.approx(expected, abs=0.02) for c in got), (value, got)
         assert stop_process(driver) == 0
     assert "Traceback" not in _log(log)
+
+
+def test_a_checkpoints_speed_limit_holds_the_car_below_it_and_needs_odometry(tmp_path: FsPath, probe: Probe):
+    # Trained with a 10 m/s limiter: the driver subscribes to odometry for the speed; none yet:
+    # full brake and why; below the limit: the action; in the last 1 m/s: less throttle; above it: brake.
+    speeds = ((5.0, (0.7, 0.0)), (9.5, (0.35, 0.0)), (12.0, (0.0, 1.0)))
+    _drive_a_limited_checkpoint(tmp_path, probe, ActionConfig(speed_limit_mps=10.0), "no_odometry", speeds)
 
 
 def _circle_route(radius: float) -> Path:
@@ -437,37 +454,12 @@ def _circle_route(radius: float) -> Path:
 
 
 def test_a_checkpoints_curve_governor_slows_the_car_in_a_curve_and_needs_the_route(tmp_path: FsPath, probe: Probe):
-    # A pixel-only policy asking for throttle 0.7, trained with a 10 m/s limiter and a 2 m/s^2 curve
-    # governor: the driver subscribes to the waypoints too; none yet: full brake and why; on a
-    # 12.5 m circle the limit is sqrt(2 * 12.5) = 5 m/s: the action at 3 m/s, brake at 7 m/s.
-    checkpoint = write_checkpoint(
-        tmp_path / "run" / "td3_s_step_1.pth",
-        PIXELS,
-        small_architecture(PIXELS),
-        constant_action=(0.0, 0.7),
-        action=ActionConfig(speed_limit_mps=10.0, curve_lateral_accel_mps2=2.0),
-    )
-    log = tmp_path / "driver.log"
-    speed = {"now": 3.0}
-
-    def inputs() -> None:
-        probe.image_pub.publish(_image())
-        probe.odometry_pub.publish(_odometry(x=12.5, speed=speed["now"]))
-
-    with node_process(_driver_args(checkpoint, use_speedometer=False), log) as driver:
-        no_route = lambda: probe.last_diagnostics().get("brake_reason") == "no_route"  # noqa: E731
-        if not probe.spin_until(no_route, STARTUP_S, inputs):
-            _fail(f"no 'no_route' brake (exit {driver.poll()}): {probe.last_diagnostics()}", log)
-        probe.route_pub.publish(_circle_route(12.5))
-        for value, expected in ((3.0, (0.7, 0.0)), (7.0, (0.0, 1.0))):
-            speed["now"] = value
-            probe.spin_for(1.0, inputs)
-            start = time.monotonic()
-            probe.spin_for(1.0, inputs)
-            got = [(round(m.throttle, 3), round(m.brake, 3)) for m in probe.commands_since(start)]
-            assert len(got) >= 10 and all(c == pytest.approx(expected, abs=0.02) for c in got), (value, got)
-        assert stop_process(driver) == 0
-    assert "Traceback" not in _log(log)
+    # Trained with a 10 m/s limiter and a 2 m/s^2 curve governor: the driver subscribes to the
+    # waypoints too; none yet: full brake and why; on a 12.5 m circle the limit is
+    # sqrt(2 * 12.5) = 5 m/s: the action at 3 m/s, brake at 7 m/s.
+    governed = ActionConfig(speed_limit_mps=10.0, curve_lateral_accel_mps2=2.0)
+    speeds = ((3.0, (0.7, 0.0)), (7.0, (0.0, 1.0)))
+    _drive_a_limited_checkpoint(tmp_path, probe, governed, "no_route", speeds, route=_circle_route(12.5), x=12.5)
 
 
 # ----------------------------------------------------------------------------- 3. NaN from the network
