@@ -510,9 +510,9 @@ class DriverNode(Node):
     def _send_command(self) -> None:
         pending = self._pending
         action = None if pending is None else pending.action
-        decision = self.gate.decide(
-            action, self._inference_error, self.inputs.current_speed(), self.inputs.current_curvature()
-        )
+        # the route projection only where the curve governor reads it: this runs at the command rate
+        curvature = self.inputs.current_curvature() if self.gate.action_config.governs_curves else None
+        decision = self.gate.decide(action, self._inference_error, self.inputs.current_speed(), curvature)
         if self.params.one_command_per_frame and decision.reason is None and pending is not None and pending.published:
             # Lockstep with a synchronous simulator: this frame's action went out, and the world
             # waits for the next command; sending it again would tick the world on an old action.

@@ -213,7 +213,7 @@ class SafetyGate:
             why = "" if self.needs_vector else " (the curve governor needs the route)"
             return _brake(BrakeReason.NO_ROUTE, f"waiting for {self.route_topic}{why}")
         if self.odometry.last_progress is None:
-            why = "" if self.needs_vector else " (the speed limiter needs the speed)"  # or the curve governor
+            why = "" if self.needs_vector else " (the speed limiter needs the speed)"
             return _brake(BrakeReason.NO_ODOMETRY, f"nothing valid on {self.odometry_topic}{why}")
         stale = self._staleness(self.odometry, "odometry")
         if stale is not None:
