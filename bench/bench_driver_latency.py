@@ -45,7 +45,7 @@ import torch
 from td3_core.actions import ActionConfig
 from td3_core.checkpoint import CheckpointMeta, save_checkpoint
 from td3_core.networks import Architecture, Policy
-from td3_core.preprocessing import PreprocessConfig, _area_weights
+from td3_core.preprocessing import PreprocessConfig, _area_overlaps
 from td3_core.vector_state import ObservationConfig
 
 CASES = {"800x600_bgra8": (800, 600), "84x84_bgra8": (84, 84)}
@@ -127,8 +127,8 @@ class NaiveFloat64:
         bgr = pixels[:, : msg.width * 4].reshape(msg.height, msg.width, 4).astype(np.float64)
         gray = 0.114 * bgr[..., 0] + 0.587 * bgr[..., 1] + 0.299 * bgr[..., 2]
         size = self.meta.preprocess.image_size
-        rows = _area_weights(msg.height, size).astype(np.float64)
-        cols = _area_weights(msg.width, size).astype(np.float64)
+        rows = _area_overlaps(msg.height, size) / msg.height
+        cols = _area_overlaps(msg.width, size) / msg.width
         return (rows @ gray @ cols.T) / 255.0
 
     def act(self, msg, vector: np.ndarray) -> tuple[np.ndarray, float]:

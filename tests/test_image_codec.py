@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +17,7 @@ from td3_core.image_codec import MAX_SIDE, SUPPORTED_ENCODINGS, ImageError, gray
 from td3_core.preprocessing import PreprocessConfig, frame_from_image_msg, resize_gray
 
 RNG = np.random.default_rng(7)
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def _msg(encoding: str, pixels: np.ndarray, step_pad: int = 0, bigendian: int = 0) -> SimpleNamespace:
@@ -107,3 +112,45 @@ def test_resize_is_area_average_and_identity_at_target_size():
 def test_camera_frame_becomes_84x84_uint8():
     frame = frame_from_image_msg(_msg("bgra8", RNG.integers(0, 256, (600, 800, 4), dtype=np.uint8)), PreprocessConfig())
     assert frame.shape == (84, 84) and frame.dtype == np.uint8
+
+
+def _exact_area_resize(gray: np.ndarray, size: int) -> np.ndarray:
+    """The reference: area resampling in whole numbers (int64, no BLAS), rounded half to even."""
+
+    def overlaps(src: int) -> np.ndarray:
+        edges = np.arange(size + 1) * src  # output pixel edges, in source pixels times size
+        pixels = np.arange(src + 1) * size
+        return np.clip(
+            np.minimum(edges[1:, None], pixels[None, 1:]) - np.maximum(edges[:-1, None], pixels[None, :-1]), 0, None
+        )
+
+    height, width = gray.shape
+    total = overlaps(height) @ gray.astype(np.int64) @ overlaps(width).T
+    quotient, remainder = np.divmod(total, height * width)
+    return (
+        quotient + ((2 * remainder > height * width) | ((2 * remainder == height * width) & (quotient % 2 == 1)))
+    ).astype(np.uint8)
+
+
+RESIZE_SHAPES = [(120, 160), (600, 800), (90, 84), (300, 400), (85, 170), (1080, 1920)]
+_RESIZE_SCRIPT = f"""
+import sys
+import numpy as np
+from td3_core.preprocessing import resize_gray
+rng = np.random.default_rng(7)
+frames = [resize_gray(rng.integers(0, 256, s, dtype=np.uint8), 84) for s in {RESIZE_SHAPES} for _ in range(3)]
+np.save(sys.argv[1], np.stack(frames))
+"""
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "4"])
+def test_resize_is_exact_whatever_blas_threads_the_process_has(tmp_path: Path, threads: str):
+    """The preprocessing node runs one BLAS thread and the trainer the default pool: the frames must
+    be the same bytes (a float32 product rounded differently per thread count on some machines)."""
+    out = tmp_path / "frames.npy"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(SRC)}
+    subprocess.run([sys.executable, "-c", _RESIZE_SCRIPT, str(out)], env=env, check=True, timeout=120)
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, s, dtype=np.uint8) for s in RESIZE_SHAPES for _ in range(3)]
+    expected = np.stack([_exact_area_resize(image, 84) for image in images])
+    np.testing.assert_array_equal(np.load(out), expected)

@@ -63,29 +63,33 @@ class PreprocessConfig:
 
 
 @lru_cache(maxsize=16)
-def _area_weights(src: int, dst: int) -> np.ndarray:
-    """(dst, src) matrix averaging the source pixels each output pixel covers (area resampling)."""
-    weights = np.zeros((dst, src), dtype=np.float32)
-    scale = src / dst
+def _area_overlaps(src: int, dst: int, dtype: type = np.float64) -> np.ndarray:
+    """(dst, src) matrix of how much of source pixel j output pixel i covers, in units of 1/dst of
+    a source pixel: whole numbers, each row summing to src (area resampling)."""
+    overlaps = np.zeros((dst, src), dtype=dtype)
     for i in range(dst):
-        start, end = i * scale, (i + 1) * scale
-        first, last = int(np.floor(start)), min(int(np.ceil(end)), src)
-        for j in range(first, last):
-            weights[i, j] = min(end, j + 1) - max(start, j)
-        weights[i] /= weights[i].sum()
-    weights.setflags(write=False)
-    return weights
+        start, end = i * src, (i + 1) * src  # the output pixel's span, in source pixels times dst
+        for j in range(start // dst, min(-(-end // dst), src)):
+            overlaps[i, j] = min(end, (j + 1) * dst) - max(start, j * dst)
+    overlaps.setflags(write=False)
+    return overlaps
 
 
 def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
-    """Area-resample an (H, W) uint8 image to (size, size) uint8, deterministically."""
+    """Area-resample an (H, W) uint8 image to (size, size) uint8, rounded half to even.
+
+    Exact: both products are sums of whole numbers held exactly (the first below 255 * H < 2**24,
+    float32's exact range, for any side MAX_SIDE allows; the second in float64), so BLAS's
+    summation order, kernels and thread count cannot change a rounding: the preprocessing node
+    (one BLAS thread), the trainer and the driver get the same bytes on every machine."""
     height, width = gray.shape
     if height == size and width == size:
         return np.ascontiguousarray(gray)
-    rows = _area_weights(height, size)
-    cols = _area_weights(width, size)
-    resized = rows @ gray.astype(np.float32) @ cols.T
-    return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+    row_sums = _area_overlaps(height, size, np.float32) @ gray.astype(np.float32)
+    total = (row_sums.astype(np.float64) @ _area_overlaps(width, size).T).astype(np.int64)
+    quotient, remainder = np.divmod(total, height * width)
+    round_up = (2 * remainder > height * width) | ((2 * remainder == height * width) & (quotient % 2 == 1))
+    return np.minimum(quotient + round_up, 255).astype(np.uint8)
 
 
 def frame_from_image_msg(msg, config: PreprocessConfig) -> np.ndarray:
