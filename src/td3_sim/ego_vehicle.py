@@ -74,6 +74,8 @@ class EgoVehicle:
         self.last_control = CarlaEgoVehicleControl()
         self.commands = 0
         self._late: list[tuple[int, Event]] = []  # (stamp_ns, event) published with the next tick
+        self._delay_odometry = False  # late_odometry_after_teleport: a teleport came since the last tick
+        self._late_odometry: Odometry | None = None  # a tick's odometry held back to the next tick
         self.planner = WaypointPlanner(self.world.track, self.default_goal(), behaviour.route_delay_ticks)
         self._truth = truth
         self._truth_tag = {"role": role} if tag_truth else {}
@@ -139,6 +141,7 @@ class EgoVehicle:
         self.truth("set_transform", frame=self.world.frame, x=x, y=y, yaw=yaw, ignored=self.params.ignore_set_transform)
         if not self.params.ignore_set_transform:
             self.world.request_transform(x, y, yaw)
+            self._delay_odometry = self.params.late_odometry_after_teleport
 
     def _on_set_velocity(self, msg: Twist) -> None:
         if not math.isfinite(msg.linear.x):
@@ -190,7 +193,13 @@ class EgoVehicle:
         for event_ns, event in due:
             self._publish_event(event_ns, event)
 
-        self.pub_odometry.publish(odometry_msg(world, self.role))
+        if self._late_odometry is not None:  # the previous tick's, with its own stamp
+            self.pub_odometry.publish(self._late_odometry)
+            self._late_odometry = None
+        if self._delay_odometry:
+            self._late_odometry, self._delay_odometry = odometry_msg(world, self.role), False
+        else:
+            self.pub_odometry.publish(odometry_msg(world, self.role))
         self.pub_speed.publish(Float32(data=float(world.speed)))
         x, y, yaw = world.pose
         self.truth(
@@ -213,6 +222,7 @@ class EgoVehicle:
         self.truth("reset", frame=self.world.frame, seed=seed, track_length_m=self.world.track.length)
         self.last_control = CarlaEgoVehicleControl()
         self._late.clear()
+        self._late_odometry, self._delay_odometry = None, False
         self.planner.set_track(self.world.track, self.default_goal())
         self.pub_route.publish(route_msg(self.world))
         self.planner.on_tick(self.car_xy())  # the reset's own route is published above

@@ -110,6 +110,11 @@ PARAMS = (
     Param("publish_routes", True, "run the waypoint-publisher part (false: no route ever comes)"),
     Param("max_routes", 0, "tests: publish only the first max_routes routes (0 = all)", non_negative),
     Param("ignore_set_transform", False, "tests: control/set_transform and /initialpose never take effect"),
+    Param(
+        "late_odometry_after_teleport",
+        False,
+        "tests: the odometry of the first tick after a set_transform goes out with the next tick (a loaded host)",
+    ),
     Param("reset_service", False, "offer /carla/<role>/reset (not in the bridge; procedural tracks per episode)"),
     Param(
         "goal_behind_spawn_m",
@@ -129,6 +134,7 @@ BEHAVIOUR_PARAMS = (
     "publish_routes",
     "max_routes",
     "ignore_set_transform",
+    "late_odometry_after_teleport",
     "reset_service",
     "goal_behind_spawn_m",
     "ground_truth_log",
@@ -150,6 +156,7 @@ class NodeParams:
     publish_routes: bool
     max_routes: int
     ignore_set_transform: bool
+    late_odometry_after_teleport: bool
     reset_service: bool
     goal_behind_spawn_m: float
     ground_truth_log: str

@@ -334,7 +334,9 @@ class RosEnv:
         """Observation from a matched tick; None (and the frame skipped) if the image is bad."""
         self.last_stamp_ns = tick.image.stamp_ns
         self._consumed_seq = tick.seq
-        new_segment = gap is not GapKind.NONE or self._force_new_segment
+        # Without its own odometry a tick's pose is an older tick's: a teleport into it would not
+        # show, and its reward would be paid on the wrong pose. No transition into it.
+        new_segment = gap is not GapKind.NONE or self._force_new_segment or not tick.odometry_matched
         if self._reset_client is not None:
             self._update_route()
         else:
@@ -365,7 +367,12 @@ class RosEnv:
             self.counters.odometry_after_image += 1
         if not tick.odometry_matched:
             self.counters.unmatched_odometry += 1
-            self.log.debug(f"no {self.odometry_topic} with stamp {ns_to_s(tick.image.stamp_ns):.2f} s: newest used")
+            self.log.warning(
+                f"no {self.odometry_topic} with stamp {ns_to_s(tick.image.stamp_ns):.2f} s within "
+                f"odometry_wait_s ({self.params.odometry_wait_s} s): the newest used, no transition into this tick "
+                f"({self.counters.unmatched_odometry} so far)",
+                throttle_duration_sec=10.0,
+            )
         speed = tick.speed if tick.speed is not None else twist_speed
         vector, projection = self.builder.vector(odometry, speed if self.params.use_speedometer else None)
         assert projection is not None  # the route is there before the first frame of an episode
