@@ -383,3 +383,5 @@ def test_the_unseen_roads_setting_trains_on_a_new_procedural_track_each_episode_
     assert limit * 0.9 < max(speeds) <= limit + 0.05, max(speeds)
     checkpoint = load_checkpoint_file(read_latest_pointer(only_run_dir(tmp_path / "models")))
     assert checkpoint["action"]["speed_limit_mps"] == limit
+    # The setting's curve governor is the checkpoint's too: the driver applies what it learned with.
+    assert checkpoint["action"]["curve_lateral_accel_mps2"] == trainer.get("action.curve_lateral_accel_mps2", 0.0)
