@@ -370,7 +370,7 @@ class RosEnv:
             self.log.warning(
                 f"no {self.odometry_topic} with stamp {ns_to_s(tick.image.stamp_ns):.2f} s within "
                 f"odometry_wait_s ({self.params.odometry_wait_s} s): the newest used, no transition into this tick "
-                f"({self.counters.unmatched_odometry} so far)",
+                f"({self.counters.unmatched_odometry} so far; if most ticks come so, raise odometry_wait_s)",
                 throttle_duration_sec=10.0,
             )
         speed = tick.speed if tick.speed is not None else twist_speed
