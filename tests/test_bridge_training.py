@@ -307,6 +307,7 @@ def _send_while_training(proc, events: list[str], every: int, ticks: list, comma
 def _left_lane_pose(s_m: float):
     from geometry_msgs.msg import Pose
 
+    from td3_sim.messages import yaw_quaternion
     from td3_sim.track import make_track
 
     track = make_track("loop")
@@ -315,7 +316,7 @@ def _left_lane_pose(s_m: float):
     yaw = math.atan2(float(tangent[1]), float(tangent[0]))
     pose = Pose()
     pose.position.x, pose.position.y = float(x), float(y)
-    pose.orientation.z, pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+    pose.orientation = yaw_quaternion(yaw)
     return pose
 
 
