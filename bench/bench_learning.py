@@ -156,20 +156,54 @@ def train_sb3(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nda
         )
     model = TD3("MultiInputPolicy" if arch.vector_dim else "CnnPolicy", gym_env, verbose=0, **settings)
     started = time.perf_counter()
-    model.learn(total_timesteps=args.steps)
+    snapshots = _sb3_snapshots(set(args.heldout_at), started)
+    model.learn(total_timesteps=args.steps, callback=snapshots)
     seconds = time.perf_counter() - started
 
-    def act(observation: Observation) -> np.ndarray:
-        action, _ = model.predict(gym_env.observation(observation), deterministic=True)
-        return np.asarray(action, dtype=np.float32)
+    def policy_from(policy) -> Callable[[Observation], np.ndarray]:
+        def act(observation: Observation) -> np.ndarray:
+            action, _ = policy.predict(gym_env.observation(observation), deterministic=True)
+            return np.asarray(action, dtype=np.float32)
+
+        return act
 
     training = {
         "trainer": f"stable-baselines3 TD3 ({args.sb3_settings} settings)",
         "updates": int(model._n_updates),
         "seconds": round(seconds, 1),
         "last_10_returns": [round(float(e["r"]), 1) for e in list(model.ep_info_buffer)[-10:]],
+        "snapshots": {
+            steps: {"policy": policy_from(taken["policy"]), "seconds": taken["seconds"]}
+            for steps, taken in sorted(snapshots.taken.items())
+        },
     }
-    return act, training
+    return policy_from(model.policy), training
+
+
+def _sb3_snapshots(at_steps: set[int], started: float):
+    """An SB3 callback that copies the policy as it is after N steps: at the start of a rollout
+    SB3 has collected num_timesteps steps and run the updates that follow them (train_freq 1), so
+    the copy is the policy an N-step run ends with. Copying changes nothing in the run."""
+    import copy
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Snapshots(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.taken: dict[int, dict] = {}
+
+        def _on_rollout_start(self) -> None:
+            if self.num_timesteps in at_steps and self.num_timesteps not in self.taken:
+                self.taken[self.num_timesteps] = {
+                    "policy": copy.deepcopy(self.model.policy),
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+
+        def _on_step(self) -> bool:
+            return True
+
+    return Snapshots()
 
 
 def main() -> None:
@@ -226,8 +260,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.learning_starts, args.eval_episodes, args.eval_steps = 600, 300, 2, 200
-    if args.heldout_at and not (args.heldout and args.trainer == "ours"):
-        parser.error("--heldout-at needs --heldout and --trainer ours")
+    if args.heldout_at and not args.heldout:
+        parser.error("--heldout-at needs --heldout")
     if any(not 0 < n < args.steps for n in args.heldout_at):
         parser.error(f"--heldout-at steps must lie between 0 and --steps ({args.steps})")
     if args.threads:

@@ -186,6 +186,38 @@ def test_the_policy_after_n_steps_of_a_longer_run_is_the_n_step_runs_policy():
     assert not all(np.array_equal(a, c) for a, _, c in actions)  # 40 more steps of learning do change it
 
 
+def test_sb3s_policy_after_n_steps_of_a_longer_run_is_the_n_step_runs_policy():
+    """--heldout-at for --trainer sb3: the copy taken after N steps of a 2N-step SB3 run drives
+    exactly as the N-step run's policy (the snapshot callback changes nothing in SB3's run)."""
+    pytest.importorskip("stable_baselines3", reason="stable-baselines3 is a benchmark-only dependency (make bench)")
+    from types import SimpleNamespace
+
+    from bench.bench_learning import train_sb3
+
+    def trained(steps: int, heldout_at: list[int]):
+        params = trainer_params({**SMALL, "seed": 0, "total_steps": steps})
+        env = SimEnv(CAMERA, params, bridge=False)
+        torch.manual_seed(0)  # as the benchmark seeds the networks
+        args = SimpleNamespace(
+            steps=steps, seed=0, heldout_at=heldout_at, learning_starts=20, batch_size=8, sb3_settings="ours"
+        )
+        return train_sb3(params, env, args)
+
+    short, _ = trained(40, [])
+    long, training = trained(80, [40])
+    assert set(training["snapshots"]) == {40}
+    at_40 = training["snapshots"][40]["policy"]
+    probe = SimEnv(CAMERA, trainer_params(SMALL), bridge=False)
+    observation = probe.reset(EVAL_SEED_BASE)
+    actions = []
+    for _ in range(10):
+        actions.append((short(observation), at_40(observation), long(observation)))
+        probe.send(actions[-1][0])
+        observation = probe.receive().observation
+    assert all(np.array_equal(a, b) for a, b, _ in actions)
+    assert not all(np.array_equal(a, c) for a, _, c in actions)  # 40 more steps of learning do change it
+
+
 def _follow_the_route_at_full_throttle(observation) -> np.ndarray:
     """A scripted driver: steer at the third route point ahead (vehicle frame, y left), throttle 1."""
     x, y = observation.vector[7], observation.vector[8]
