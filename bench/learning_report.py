@@ -4,9 +4,11 @@
 
 Prints Markdown: one row per run (trainer, variant, budget, seed) with the held-out protocol's
 numbers (and one per `--heldout-at` budget of a run, its steps shown as "N (of M)"), then per
-trainer, variant and budget the median and mean over seeds, how many seeds drove every held-out
-episode as a full lap without a collision or leaving the road (the goal), and, where both
-trainers ran the same budget on the same reward, the ratios of their scores and wall times. The
+trainer, variant, budget and starts per held-out track the median and mean over seeds, how many
+seeds drove every held-out episode as a full lap without a collision or leaving the road (the
+goal), and, where both trainers ran the same budget on the same reward and starts, the ratios of
+their scores and wall times (runs with other starts per track drove other episodes: they are
+never pooled or compared). The
 score is the held-out route completion (distance before the first collision or off-road end,
 over the lap); a seed counts once per budget, from the run trained for it where a longer run's
 snapshot repeats it. The variant names the values of VARIANT_KEYS that differ from their
@@ -57,6 +59,7 @@ def load(paths: list[str]) -> list[dict]:
         trainer = "ours" if name == "td3-drive" else ("sb3-defaults" if "defaults" in name else "sb3")
         common = {
             "trainer": trainer,
+            "starts": result["heldout"]["td3"].get("starts_per_track", 1),
             "variant": variant_of(result["budget"], environment_only=trainer != "ours"),
             "environment": variant_of(result["budget"], environment_only=True),
             "seed": result["budget"]["seed"],
@@ -88,19 +91,24 @@ def load(paths: list[str]) -> list[dict]:
                     "other_m": None,
                 }
             )
-    return sorted(runs, key=lambda r: (r["trainer"], r["variant"], r["steps"], r["seed"]))
+    return sorted(runs, key=lambda r: (r["trainer"], r["variant"], r["starts"], r["steps"], r["seed"]))
 
 
 def one_per_seed(runs: list[dict]) -> list[dict]:
-    """Each seed once per trainer, variant and budget: where a run of that budget and a snapshot
-    of a longer run of the same seed both have a row, the run trained for the budget (the
+    """Each seed once per trainer, variant, budget and starts: where a run of that budget and a
+    snapshot of a longer run of the same seed both have a row, the run trained for the budget (the
     shortest), so that no seed counts twice in a median, a mean or a curve."""
     best: dict[tuple, dict] = {}
     for r in runs:
-        key = (r["trainer"], r["variant"], r["steps"], r["seed"])
+        key = (*group_of(r), r["seed"])
         if key not in best or r["run_steps"] < best[key]["run_steps"]:
             best[key] = r
-    return [r for r in runs if best[(r["trainer"], r["variant"], r["steps"], r["seed"])] is r]
+    return [r for r in runs if best[(*group_of(r), r["seed"])] is r]
+
+
+def group_of(run: dict) -> tuple[str, str, int, int]:
+    """What a median pools: the same trainer, variant, budget and evaluation episodes."""
+    return (run["trainer"], run["variant"], run["steps"], run["starts"])
 
 
 def heldout_row(summary: dict) -> dict:
@@ -135,14 +143,14 @@ def all_laps(run: dict) -> bool:
 
 def table(runs: list[dict]) -> str:
     lines = [
-        "| trainer | variant | steps | seed | completion | laps | coll./km | off-road/km | mean \\|lat.\\| m "
+        "| trainer | variant | steps | seed | starts | completion | laps | coll./km | off-road/km | mean \\|lat.\\| m "
         "| speed m/s (straights / tight curves / max) | train s | other starts: distance, crashed |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in runs:
         steps = str(r["steps"]) if r["run_steps"] == r["steps"] else f"{r['steps']} (of {r['run_steps']})"
         lines.append(
-            f"| {r['trainer']} | {r['variant']} | {steps} | {r['seed']} | {r['completion']:.3f} "
+            f"| {r['trainer']} | {r['variant']} | {steps} | {r['seed']} | {r['starts']} | {r['completion']:.3f} "
             f"| {r['laps']}/{r['episodes']} "
             f"| {r['collisions_per_km']:.2f} | {r['off_road_per_km']:.2f} | {r['lateral_m']:.2f} "
             f"| {r['speed']:.1f} ({shown(r['straights'])} / {shown(r['curves'])} / {shown(r['max_speed'])}) "
@@ -153,42 +161,48 @@ def table(runs: list[dict]) -> str:
 
 
 def medians(runs: list[dict]) -> tuple[str, dict]:
-    groups: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, int, int], list[dict]] = defaultdict(list)
     for r in one_per_seed(runs):
-        groups[(r["trainer"], r["variant"], r["steps"])].append(r)
+        groups[group_of(r)].append(r)
     lines = [
-        "| trainer | variant | steps | seeds | median completion | mean completion | seeds with every lap "
+        "| trainer | variant | steps | starts | seeds | median completion | mean completion | seeds with every lap "
         "| median speed on straights m/s | median train s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary = {}
     environment = {}  # (trainer, variant) -> the environment's variant it learned on
-    for (trainer, variant, steps), group in sorted(groups.items()):
+    for (trainer, variant, steps, starts), group in sorted(groups.items()):
         environment[(trainer, variant)] = group[0]["environment"]
         med = statistics.median(r["completion"] for r in group)
         mean = statistics.fmean(r["completion"] for r in group)
         straights = [r["straights"] for r in group if r["straights"] is not None]
         seconds = statistics.median(r["seconds"] for r in group)
-        summary[(trainer, variant, steps)] = (med, mean, seconds)
+        summary[(trainer, variant, steps, starts)] = (med, mean, seconds)
         lines.append(
-            f"| {trainer} | {variant} | {steps} | {len(group)} | {med:.3f} | {mean:.3f} "
+            f"| {trainer} | {variant} | {steps} | {starts} | {len(group)} | {med:.3f} | {mean:.3f} "
             f"| {sum(all_laps(r) for r in group)}/{len(group)} "
             f"| {statistics.median(straights) if straights else '-'} | {seconds:.0f} |"
         )
     ratios = []
     ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "inf"  # noqa: E731
-    # Ours against each SB3 group of the same budget that learned on the same environment (reward).
+    # Ours against each SB3 group of the same budget and starts that learned on the same
+    # environment (reward).
     sb3_names = {"sb3": "our settings", "sb3-defaults": "its defaults"}
-    for (trainer, variant, steps), (med, mean, seconds) in sorted(summary.items()):
+    for (trainer, variant, steps, starts), (med, mean, seconds) in sorted(summary.items()):
         if trainer != "ours":
             continue
-        for (other, other_variant, other_steps), (sb3_med, sb3_mean, sb3_seconds) in sorted(summary.items()):
-            if other == "ours" or other_steps != steps or other_variant != environment[(trainer, variant)]:
+        for (other, other_variant, other_steps, other_starts), (sb3_med, sb3_mean, sb3_seconds) in sorted(
+            summary.items()
+        ):
+            if other == "ours" or (other_steps, other_starts) != (steps, starts):
+                continue
+            if other_variant != environment[(trainer, variant)]:
                 continue
             ours = "ours" if variant == "-" else f"ours ({variant})"
             sb3 = sb3_names[other] + ("" if other_variant == "-" else f", {other_variant}")
+            where = "" if starts == 1 else f" ({starts} starts per track)"
             ratios.append(
-                f"- {steps} steps, {ours} / SB3 ({sb3}): median completion {ratio(med, sb3_med)}, mean "
+                f"- {steps} steps{where}, {ours} / SB3 ({sb3}): median completion {ratio(med, sb3_med)}, mean "
                 f"completion {ratio(mean, sb3_mean)}, median training wall time {ratio(seconds, sb3_seconds)}"
             )
     return "\n".join(lines) + ("\n\n" + "\n".join(ratios) if ratios else ""), summary
@@ -205,11 +219,11 @@ def plot(runs: list[dict], path: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=100)
     labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
     runs = one_per_seed(runs)
-    curves = sorted({(r["trainer"], r["variant"]) for r in runs})
+    curves = sorted({(r["trainer"], r["variant"], r["starts"]) for r in runs})
     colours = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:gray")
     # every curve gets a colour: past the list they repeat rather than a curve going missing
-    for k, ((trainer, variant), colour) in enumerate(zip(curves, itertools.cycle(colours))):
-        mine = [r for r in runs if (r["trainer"], r["variant"]) == (trainer, variant)]
+    for k, ((trainer, variant, starts), colour) in enumerate(zip(curves, itertools.cycle(colours))):
+        mine = [r for r in runs if (r["trainer"], r["variant"], r["starts"]) == (trainer, variant, starts)]
         # seeds as dots, spread a little sideways so that equal results stay visible
         offsets = {b: 0 for b in {r["steps"] for r in mine}}
         for r in mine:
@@ -218,7 +232,9 @@ def plot(runs: list[dict], path: Path) -> list[str]:
             ax.scatter([x], [r["completion"]], color=colour, alpha=0.6, s=20)
         budgets = sorted(offsets)
         mean = [statistics.fmean(r["completion"] for r in mine if r["steps"] == b) for b in budgets]
-        name = labels[trainer] + ("" if variant == "-" else f", {variant}")
+        name = (
+            labels[trainer] + ("" if variant == "-" else f", {variant}") + ("" if starts == 1 else f", {starts} starts")
+        )
         ax.plot(budgets, mean, color=colour, marker="o", label=f"{name} (mean; dots: seeds)")
     ax.set_xscale("log")
     budgets = sorted({r["steps"] for r in runs})

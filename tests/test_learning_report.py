@@ -10,7 +10,7 @@ import pytest
 from bench.learning_report import load, medians, plot, table, variant_of
 
 
-def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3-drive") -> dict:
+def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3-drive", starts: int = 1) -> dict:
     summary = {
         "route_completion": completion,
         "laps_without_incident": 5 if completion > 0.98 else 0,
@@ -25,7 +25,7 @@ def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3
         "budget": {"env_steps": 5000, "seed": seed, **budget_extra},
         "training": {"trainer": trainer, "seconds": 100.0 + seed},
         "eval": {"episodes": 5, "td3": {"mean_distance_m": 10.0, "episodes_ended_by_crash": 0}},
-        "heldout": {"td3": {"summary": summary}},
+        "heldout": {"td3": {"summary": summary, "starts_per_track": starts}},
     }
 
 
@@ -60,10 +60,10 @@ def test_runs_are_grouped_by_trainer_variant_and_budget(tmp_path: Path):
     ]
     paths = written(tmp_path, runs)
     text, summary = medians(load(paths))
-    assert set(summary) == {("ours", "-", 5000), ("ours", "penalty 0.05", 5000), ("sb3", "-", 5000)}
-    assert summary[("ours", "-", 5000)][1] == pytest.approx(0.498)
-    assert summary[("ours", "penalty 0.05", 5000)][1] == pytest.approx(0.9965)
-    assert "| ours | penalty 0.05 | 5000 | 2 | 0.996 | 0.996 | 2/2 |" in text
+    assert set(summary) == {("ours", "-", 5000, 1), ("ours", "penalty 0.05", 5000, 1), ("sb3", "-", 5000, 1)}
+    assert summary[("ours", "-", 5000, 1)][1] == pytest.approx(0.498)
+    assert summary[("ours", "penalty 0.05", 5000, 1)][1] == pytest.approx(0.9965)
+    assert "| ours | penalty 0.05 | 5000 | 1 | 2 | 0.996 | 0.996 | 2/2 |" in text
     assert "5000 steps, ours (penalty 0.05) / SB3 (our settings): median completion 199.30" in text
 
 
@@ -96,7 +96,7 @@ def test_sb3_is_compared_with_the_runs_that_learned_on_the_same_reward(tmp_path:
     ]
     paths = written(tmp_path, runs)
     text, summary = medians(load(paths))
-    assert ("sb3-defaults", "standstill -1", 5000) in summary
+    assert ("sb3-defaults", "standstill -1", 5000, 1) in summary
     ratios = [line for line in text.splitlines() if line.startswith("- ")]
     assert ratios == [
         "- 5000 steps, ours / SB3 (our settings): median completion 125.00, mean completion 125.00, "
@@ -130,7 +130,34 @@ def test_a_seed_counts_once_per_budget_where_a_longer_runs_snapshot_repeats_it(t
     rows = load(written(tmp_path, [five_k, long_run, other_seed]))
     assert len(rows) == 5
     text, summary = medians(rows)
-    assert summary[("ours", "-", 5000)][1] == pytest.approx((0.5 + 0.9) / 2)
-    assert "| ours | - | 5000 | 2 |" in text and "| ours | - | 20000 | 2 |" in text
-    assert "| ours | - | 5000 (of 20000) | 0 | 0.997 |" in table(rows)
-    assert "| ours | - | 5000 | 0 | 0.500 |" in table(rows)
+    assert summary[("ours", "-", 5000, 1)][1] == pytest.approx((0.5 + 0.9) / 2)
+    assert "| ours | - | 5000 | 1 | 2 |" in text and "| ours | - | 20000 | 1 | 2 |" in text
+    assert "| ours | - | 5000 (of 20000) | 0 | 1 | 0.997 |" in table(rows)
+    assert "| ours | - | 5000 | 0 | 1 | 0.500 |" in table(rows)
+
+
+def test_runs_evaluated_from_other_starts_per_track_are_neither_pooled_nor_compared(tmp_path: Path):
+    # Three starts per track drive other episodes than one: seed 0 evaluated both ways counts in
+    # two groups, and SB3 with three starts is compared only with ours with three.
+    runs = [
+        result(0, 0.996, {"overrides": {}}),
+        result(1, 0.996, {"overrides": {}}),
+        result(0, 0.5, {"overrides": {}}, starts=3),
+        result(0, 0.004, {"overrides": {}}, trainer="stable-baselines3 TD3 (ours settings)", starts=3),
+    ]
+    rows = load(written(tmp_path, runs))
+    text, summary = medians(rows)
+    assert summary[("ours", "-", 5000, 1)][:2] == (0.996, 0.996)
+    assert summary[("ours", "-", 5000, 3)][:2] == (0.5, 0.5)
+    assert "| ours | - | 5000 | 0 | 3 | 0.500 |" in table(rows)
+    ratios = [line for line in text.splitlines() if line.startswith("- ")]
+    assert ratios == [
+        "- 5000 steps (3 starts per track), ours / SB3 (our settings): median completion 125.00, mean completion "
+        "125.00, median training wall time 1.00"
+    ]
+    labels = plot(rows, tmp_path / "plot.png")
+    assert labels == [
+        "td3-drive (mean; dots: seeds)",
+        "td3-drive, 3 starts (mean; dots: seeds)",
+        "SB3 TD3, our settings, 3 starts (mean; dots: seeds)",
+    ]
