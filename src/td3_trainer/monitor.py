@@ -200,7 +200,8 @@ class Monitor:
         self._snapshot = {**self._snapshot, **values}
 
     def _on_timer(self) -> None:
-        """~/train_stats and /diagnostics from the executor's thread, so they go on while the loop waits."""
+        """~/train_stats and /diagnostics from the executor's thread, so they go on while the loop waits
+        (and once more at close, with the final counters)."""
         snapshot = self._snapshot
         now = time.monotonic()
         env_steps, total_it = int(snapshot.get("env_steps", 0)), int(snapshot.get("total_it", 0))
@@ -233,9 +234,15 @@ class Monitor:
 
     def close(self) -> None:
         self._timer.cancel()
-        # The last episode and evaluation are published just before the process ends: wait (briefly)
-        # until the reliable readers have them, or they die with the writer's history.
-        for publisher in (self._episode_pub, self._eval_pub):
+        # The final counters (the last reset, the last steps) come after the last timer tick: a
+        # monitor's last status must be the run's end, not up to stats_period_s before it.
+        try:
+            self._on_timer()
+        except Exception as error:  # the context may already be shut down (a signal)
+            self.log.debug(f"no final status at close: {error}")
+        # The last messages are published just before the process ends: wait (briefly) until the
+        # reliable readers have them, or they die with the writer's history.
+        for publisher in (self._episode_pub, self._eval_pub, self._stats_pub, self._diag_pub):
             try:
                 if not publisher.wait_for_all_acked(Duration(seconds=FLUSH_TIMEOUT_S)):
                     self.log.warning(f"{publisher.topic_name}: a reader did not acknowledge the last messages")
