@@ -280,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         log = work / "driver.log"
         with open(log, "wb") as handle:
             driver = subprocess.Popen(
-                node_command(driver_node(repo_config_dir(), params)), stdout=handle, stderr=subprocess.STDOUT,
+                node_command(driver_node(repo_config_dir(), params)),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         fuzzer = Fuzzer(rng)
@@ -309,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             if gap > args.max_gap_s:
                 failures.append(f"a gap of {gap:.2f} s between commands (at {RATE_HZ:g} Hz)")
             if frozen_commands == 0 or frozen_brakes < frozen_commands:
-                failures.append(
-                    f"frozen camera: {frozen_brakes} of {frozen_commands} commands were the safety brake"
-                )
+                failures.append(f"frozen camera: {frozen_brakes} of {frozen_commands} commands were the safety brake")
             during = len(fuzzer.commands) - before
             out_of_range = sum(not in_range(msg) for msg in fuzzer.commands)
             alive = driver.poll() is None

@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             seconds = args.drive_minutes * 60.0
             with running(specs, work / "logs") as processes:
                 result["drive"] = watch(
-                    processes, [s.name for s in specs], seconds, args.warmup_minutes * 60.0 or seconds / 4.0,
+                    processes,
+                    [s.name for s in specs],
+                    seconds,
+                    args.warmup_minutes * 60.0 or seconds / 4.0,
                     args.period_s,
                 )
     for phase in ("train", "drive"):
