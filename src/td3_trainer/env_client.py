@@ -554,26 +554,58 @@ class RosEnv:
         goal.header.frame_id = "map"
         goal.pose.position.x, goal.pose.position.y = start.goal_x, start.goal_y
         goal.pose.orientation.w = 1.0
-        # Velocity first: a teleport applied a tick before the zero velocity lets the car roll on
-        # from the start pose for that tick (set_transform keeps the velocity).
-        self._velocity_pub.publish(Twist())
-        self._transform_pub.publish(pose)
+
+        def teleport() -> None:
+            # Velocity first: a teleport applied a tick before the zero velocity lets the car roll
+            # on from the start pose for that tick (set_transform keeps the velocity).
+            self._velocity_pub.publish(Twist())
+            self._transform_pub.publish(pose)
+
+        teleport()
         last = max(s for s in (self.last_stamp_ns, self.ticks.newest_image_stamp(), -1) if s is not None)
+        query = TickQuery(last, describe="during a reset")
         goal_mark: int | None = None
         goal_ticks = 0
         missing = f"the car at its start pose ({start.x:.1f}, {start.y:.1f})"
         tolerance = float(p.reset_tolerance_m)
-        for tick_index in range(int(p.reset_settle_ticks)):
+        tick_index = -1
+        while tick_index + 1 < int(p.reset_settle_ticks):
             self.brake()
             self.counters.reset_ticks += 1
-            result = self._wait(TickQuery(last, describe="during a reset"))
+            result = self._wait(query)
             if isinstance(result, Stopped):
                 return None
             if isinstance(result, Timeout):
-                self.counters.timeouts += 1
-                self.log.warning(f"reset: {result.reason}")
+                # No tick is no evidence against the pose: a simulator that is gone is waited
+                # for, as within an episode, and does not use up the settle ticks and attempts.
+                became_gap = self.resync.on_timeout()
+                if not self.resync.in_gap or became_gap or time.monotonic() >= self._next_notice:
+                    self._next_notice = time.monotonic() + NOTICE_PERIOD_S
+                    gone = "; no simulator? waiting for its frames, the reset goes on when they return"
+                    self.log.warning(f"reset: {result.reason}" + (gone if self.resync.in_gap else ""))
+                if became_gap:
+                    # A restarted simulator's clock starts again: take any new frame.
+                    query = replace(query, or_received_after_seq=self.ticks.seq, any_after_seq=True)
                 continue
+            self.resync.consecutive_timeouts = 0
+            self.resync.in_gap = False
+            if last >= 0 and result.image.stamp_ns < last:
+                # A restarted simulator knows neither the teleport nor the goal: start over on it.
+                self.counters.clock_jumps_back += 1
+                self.log.warning(
+                    f"reset: clock went back from {ns_to_s(last):.3f} s to {ns_to_s(result.image.stamp_ns):.3f} s "
+                    "(simulator restarted?); teleporting again"
+                )
+                self.ticks.forget_stale(result.image.stamp_ns, result.image.seq)
+                self._consumed_seq = result.seq
+                last = result.image.stamp_ns
+                query = TickQuery(last, describe="during a reset")
+                goal_mark, goal_ticks, tick_index = None, 0, -1
+                teleport()
+                continue
+            tick_index += 1
             last = result.image.stamp_ns
+            query = TickQuery(last, describe="during a reset")
             self._consumed_seq = result.seq
             x, y, _, twist_speed = pose_from_odometry(result.odometry.msg)
             speed = result.speed if result.speed is not None else twist_speed
