@@ -3,6 +3,7 @@ no transition across the gap, and trains on to its budget once frames return."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -37,6 +38,31 @@ def early_in_an_episode(truth: Path) -> bool:
     return count is not None and 10 <= count <= 40
 
 
+def wait_for_line(trainer: subprocess.Popen, log: Path, text: str) -> None:
+    """Until the trainer's log says `text`; it must keep running meanwhile."""
+    deadline = time.monotonic() + 60.0
+    while text not in tail(log, 20000) and time.monotonic() < deadline:
+        assert trainer.poll() is None, tail(log)
+        time.sleep(0.2)
+    assert text in tail(log, 20000)
+
+
+def finish_on_a_new_simulator(tmp_path: Path, trainer: subprocess.Popen, obs: Observer, log: Path) -> tuple:
+    """A second simulator until the trainer exits, which it must do cleanly: the episodes, the log
+    text and the last checkpoint's extra."""
+    # Its clock starts again from zero, which is a restart, not a next tick.
+    (tmp_path / "simulator.log").rename(tmp_path / "simulator1.log")
+    with simulator(tmp_path):
+        code = wait_exit(trainer, log)
+    with obs.lock:
+        episodes = list(obs.episodes)
+    text = tail(log, 40000)
+    assert code == 0, text
+    assert "Traceback" not in text
+    extra = load_checkpoint_file(read_latest_pointer(only_run_dir(tmp_path / "models")))["extra"]
+    return episodes, text, extra
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_trainer_survives_a_simulator_restart(tmp_path: Path):
@@ -51,27 +77,13 @@ def test_trainer_survives_a_simulator_restart(tmp_path: Path):
             wait_until(lambda: early_in_an_episode(first_truth), trainer, "an episode under way", log)
             assert stop_process(first_sim) is not None  # the simulator goes away mid-episode
         # Nothing to train on: the trainer waits and says what it waits for, without crashing.
-        deadline = time.monotonic() + 60.0
-        while "waiting for" not in tail(log, 20000) and time.monotonic() < deadline:
-            assert trainer.poll() is None, tail(log)
-            time.sleep(0.2)
-        assert "waiting for" in tail(log, 20000)
+        wait_for_line(trainer, log, "waiting for")
         time.sleep(1.0)  # the last stats of the steps taken before the stop
         stopped_at = obs.env_steps()
         time.sleep(2.0)
         assert trainer.poll() is None
         assert obs.env_steps() == stopped_at, "steps counted without a simulator"
-        # A new simulator: its clock starts again from zero, which is a restart, not a next tick.
-        (tmp_path / "simulator.log").rename(tmp_path / "simulator1.log")
-        with simulator(tmp_path):
-            code = wait_exit(trainer, log)
-        with obs.lock:
-            episodes = list(obs.episodes)
-    text = tail(log, 40000)
-    assert code == 0, text
-    assert "Traceback" not in text
-    checkpoint = load_checkpoint_file(read_latest_pointer(only_run_dir(tmp_path / "models")))
-    extra = checkpoint["extra"]
+        episodes, _, extra = finish_on_a_new_simulator(tmp_path, trainer, obs, log)
     assert extra["env_steps"] == budget
     sync = extra["sync"]
     assert sync["timeouts"] >= 1, sync
@@ -123,24 +135,11 @@ def test_a_simulator_restart_during_a_reset_is_waited_for_and_the_reset_done_on_
             assert stop_process(first_sim) is not None
         # No frames during a reset: the trainer waits for them, as within an episode; it neither
         # gives up the reset nor stops training.
-        deadline = time.monotonic() + 60.0
-        while "no simulator?" not in tail(log, 20000) and time.monotonic() < deadline:
-            assert trainer.poll() is None, tail(log)
-            time.sleep(0.2)
-        assert "no simulator?" in tail(log, 20000)
+        wait_for_line(trainer, log, "no simulator?")
         time.sleep(3.0)  # longer than a settle's worth of 0.5 s timeouts used to take
         assert trainer.poll() is None, tail(log)
-        (tmp_path / "simulator.log").rename(tmp_path / "simulator1.log")
-        with simulator(tmp_path):
-            code = wait_exit(trainer, log)
-        with obs.lock:
-            episodes = list(obs.episodes)
-    text = tail(log, 40000)
-    assert code == 0, text
-    assert "Traceback" not in text
+        episodes, text, extra = finish_on_a_new_simulator(tmp_path, trainer, obs, log)
     assert "teleporting again" in text
-    checkpoint = load_checkpoint_file(read_latest_pointer(only_run_dir(tmp_path / "models")))
-    extra = checkpoint["extra"]
     assert extra["env_steps"] == budget
     sync = extra["sync"]
     assert sync["reset_failures"] == 0 and sync["timeouts"] >= 1, sync
