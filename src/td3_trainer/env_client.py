@@ -239,10 +239,8 @@ class RosEnv:
             if isinstance(result, Stopped):
                 return None
             if isinstance(result, Timeout):
-                became_gap = self.resync.on_timeout()
-                # Every timeout until the gap, then one line per NOTICE_PERIOD_S.
-                if not self.resync.in_gap or became_gap or time.monotonic() >= self._next_notice:
-                    self._next_notice = time.monotonic() + NOTICE_PERIOD_S
+                became_gap, line_due = self._count_timeout()
+                if line_due:
                     self.log.warning(
                         f"{result.reason}; re-sending the last command (timeout {self.resync.consecutive_timeouts})"
                     )
@@ -251,8 +249,7 @@ class RosEnv:
                         f"no frame after {self.resync.consecutive_timeouts} timeouts: treating it as a gap "
                         "(no transition across it); continuing when frames return"
                     )
-                    # After a long gap the simulator may have restarted: take any new frame.
-                    query = replace(query, or_received_after_seq=self.ticks.seq, any_after_seq=True)
+                    query = self._any_new_frame(query)
                 self._resend()
                 continue
             # A clock that went back is a restarted simulator, whose first ticks show its own initial
@@ -283,6 +280,20 @@ class RosEnv:
             if observation is not None:
                 return observation
             query = TickQuery(newer_than_ns=self.last_stamp_ns)
+
+    def _count_timeout(self) -> tuple[bool, bool]:
+        """Count one timeout: (it turned the wait into a gap, a log line is due). A line for every
+        timeout until the gap, then one per NOTICE_PERIOD_S."""
+        became_gap = self.resync.on_timeout()
+        line_due = not self.resync.in_gap or became_gap or time.monotonic() >= self._next_notice
+        if line_due:
+            self._next_notice = time.monotonic() + NOTICE_PERIOD_S
+        return became_gap, line_due
+
+    def _any_new_frame(self, query: TickQuery) -> TickQuery:
+        """The query widened after a gap: a restarted simulator's clock starts again, so any frame
+        received from now on ends the wait, whatever its stamp."""
+        return replace(query, or_received_after_seq=self.ticks.seq, any_after_seq=True)
 
     def _produced_by_another_control(self, tick: Tick) -> bool:
         """A tick whose vehicle_status shows another control than our last command: the bridge's
@@ -469,8 +480,7 @@ class RosEnv:
         self._episode_seq = mark
         self._episode_start_ns = result.image.stamp_ns
         self.ticks.take_events(result.image.stamp_ns)  # events up to the first frame: the old episode's
-        self.resync.consecutive_timeouts = 0
-        self.resync.in_gap = False
+        self.resync.clear()
         self._previous_ns = None
         self._last_xy = None
         observation = self._build(result, GapKind.NONE)
@@ -578,17 +588,14 @@ class RosEnv:
             if isinstance(result, Timeout):
                 # No tick is no evidence against the pose: a simulator that is gone is waited
                 # for, as within an episode, and does not use up the settle ticks and attempts.
-                became_gap = self.resync.on_timeout()
-                if not self.resync.in_gap or became_gap or time.monotonic() >= self._next_notice:
-                    self._next_notice = time.monotonic() + NOTICE_PERIOD_S
+                became_gap, line_due = self._count_timeout()
+                if line_due:
                     gone = "; no simulator? waiting for its frames, the reset goes on when they return"
                     self.log.warning(f"reset: {result.reason}" + (gone if self.resync.in_gap else ""))
                 if became_gap:
-                    # A restarted simulator's clock starts again: take any new frame.
-                    query = replace(query, or_received_after_seq=self.ticks.seq, any_after_seq=True)
+                    query = self._any_new_frame(query)
                 continue
-            self.resync.consecutive_timeouts = 0
-            self.resync.in_gap = False
+            self.resync.clear()
             if last >= 0 and result.image.stamp_ns < last:
                 # A restarted simulator knows neither the teleport nor the goal: start over on it.
                 self.counters.clock_jumps_back += 1

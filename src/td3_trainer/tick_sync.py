@@ -110,12 +110,16 @@ class ResyncState:
             return True
         return False
 
+    def clear(self) -> None:
+        """A tick arrived (or an episode began): the timeout streak and any gap are over."""
+        self.consecutive_timeouts = 0
+        self.in_gap = False
+
     def on_tick(self, prev_ns: int | None, new_ns: int, fixed_delta_ns: int) -> StampGap:
         """Classify a tick that arrived; clears the timeout streak."""
         gap = classify_stamps(prev_ns, new_ns, fixed_delta_ns)
         was_gap = self.in_gap
-        self.consecutive_timeouts = 0
-        self.in_gap = False
+        self.clear()
         if gap.kind is GapKind.BACKWARDS:
             self.counters.clock_jumps_back += 1
             return gap
