@@ -227,6 +227,7 @@ class SimulatorNode(Node):
         self.ticks = 0
         self.late_commands = 0  # commands that came after a timeout tick: a double tick
         self._timeout_ticked = False
+        self._last_waiting = ""  # the silent vehicles the last timeout line named
         self._last_tick_wall = time.monotonic()
         self.truth = GroundTruthLog(p.ground_truth_log)
         self.vehicles: list[EgoVehicle] = []
@@ -313,11 +314,15 @@ class SimulatorNode(Node):
         # Like the bridge: it ticks from launch on, whether or not a command ever comes.
         if time.monotonic() - self._last_tick_wall >= self.params.command_wait_timeout_s:
             waiting = ", ".join(f"/carla/{role}/vehicle_control_cmd" for role in sorted(self._awaited))
-            self.get_logger().info(
+            line = (
                 f"Timeout ({self.params.command_wait_timeout_s:g}s) while waiting for vehicle control commands: "
-                f"ticking with the last control (waiting on {waiting})",
-                throttle_duration_sec=LOG_THROTTLE_S,
+                f"ticking with the last control (waiting on {waiting})"
             )
+            if waiting != self._last_waiting:  # other vehicles silent now: said at once, repeats throttled
+                self._last_waiting = waiting
+                self.get_logger().info(line)
+            else:
+                self.get_logger().info(line, throttle_duration_sec=LOG_THROTTLE_S)
             self._tick()
             self._timeout_ticked = True
 
