@@ -18,6 +18,9 @@ updates_per_step updates per step.
 seeds training never draws, several starts each, a lap per episode; `--heldout-at N ...` also
 drives the policy as it was after N steps of the same run (a snapshot of the agent at that step:
 the first N steps of a longer run are the N-step run, so one run gives every smaller budget).
+`--obstacles N`: N static obstacles (cones, crates) on every training track, laid out from the
+episode seed, in either lane (procedural tracks only: each episode starts at its track's spawn
+point, with no obstacle in the first 40 m); `--heldout-obstacles N`: N on every held-out track.
 `--trainer sb3`: the same
 budget and evaluations for Stable-Baselines3's TD3 (bench-only dependency) on the same
 environment through bench.gym_env.SimGymEnv, with `--sb3-settings ours` (our hyper-parameters
@@ -45,7 +48,7 @@ from bench.heldout_eval import evaluate_heldout, evaluation_seeds_are_held_out
 from td3_bringup.graph import file_parameters, repo_config_dir
 from td3_core.checkpoint import save_checkpoint
 from td3_core.networks import Architecture
-from td3_sim.world import SimConfig
+from td3_sim.world import MAX_OBSTACLES, SimConfig
 from td3_trainer.checkpointing import run_payload
 from td3_trainer.config import TD3Config
 from td3_trainer.environment import Observation
@@ -61,6 +64,21 @@ EVAL_SEED_BASE = 1000  # evaluate()'s episode k resets with seed EVAL_SEED_BASE 
 
 def trainer_params(overrides: dict):
     return validate(file_parameters(CONFIG, "td3_trainer") | overrides)
+
+
+def training_env(params, args) -> SimEnv:
+    """The environment training (and the benchmark's other evaluation) runs on: the loop track, or
+    every episode on the procedural track, lighting and obstacles of its episode seed."""
+    procedural = args.tracks == "procedural"
+    sim = SimConfig(
+        image_width=args.camera[0],
+        image_height=args.camera[1],
+        track="procedural" if procedural else "loop",
+        seed=int(params.episode_seed) if procedural else 0,
+        randomize_lighting=procedural,
+        obstacles=args.obstacles,
+    )
+    return SimEnv(sim, params, bridge=args.resets == "bridge")
 
 
 def evaluate(env: SimEnv, policy: Callable[[Observation], np.ndarray], episodes: int, max_steps: int) -> dict:
@@ -247,6 +265,15 @@ def main() -> None:
     parser.add_argument("--heldout", action="store_true", help="also evaluate on the held-out procedural tracks")
     parser.add_argument("--heldout-starts", type=int, default=2, help="starts per held-out track")
     parser.add_argument(
+        "--obstacles",
+        type=int,
+        default=0,
+        help="static obstacles (cones, crates) on every training track, laid out from its episode seed",
+    )
+    parser.add_argument(
+        "--heldout-obstacles", type=int, default=0, help="static obstacles on every held-out track (bench.heldout_eval)"
+    )
+    parser.add_argument(
         "--heldout-at",
         type=int,
         nargs="*",
@@ -280,6 +307,11 @@ def main() -> None:
         | overrides
     )
     procedural = args.tracks == "procedural"
+    for flag, count in (("--obstacles", args.obstacles), ("--heldout-obstacles", args.heldout_obstacles)):
+        if not 0 <= count <= MAX_OBSTACLES:
+            parser.error(f"{flag} must be in [0, {MAX_OBSTACLES}]")
+    if args.obstacles and not procedural:
+        parser.error("--obstacles needs --tracks procedural (the loop's bridge resets start anywhere, obstacles too)")
     if procedural:
         if int(params.episode_seed) < 0:
             parser.error("--tracks procedural needs episode_seed >= 0 (the first training track's seed)")
@@ -294,14 +326,7 @@ def main() -> None:
                 f"training track seeds {first}..{last} overlap this benchmark's evaluation seeds "
                 f"{EVAL_SEED_BASE}..{EVAL_SEED_BASE + args.eval_episodes - 1}"
             )
-    sim = SimConfig(
-        image_width=args.camera[0],
-        image_height=args.camera[1],
-        track="procedural" if procedural else "loop",
-        seed=int(params.episode_seed) if procedural else 0,
-        randomize_lighting=procedural,
-    )
-    env = SimEnv(sim, params, bridge=args.resets == "bridge")
+    env = training_env(params, args)
     torch.manual_seed(args.seed)  # as the trainer node seeds its networks
     if args.trainer == "sb3":
         policy, training = train_sb3(params, env, args)
@@ -328,6 +353,7 @@ def main() -> None:
             "seed": args.seed,
             "resets": args.resets,
             "tracks": args.tracks,
+            "obstacles": args.obstacles,
             "params_file": args.params_file,
             "overrides": overrides,
             "trainer_params": dict(params.values),  # what trained, whatever the files say later
@@ -337,19 +363,17 @@ def main() -> None:
     }
     if args.heldout:
         camera = tuple(args.camera)
+        protocol = dict(starts=args.heldout_starts, obstacles=args.heldout_obstacles)
         result["heldout"] = {
-            "td3": evaluate_heldout(policy, params, camera, starts=args.heldout_starts),
+            "td3": evaluate_heldout(policy, params, camera, **protocol),
             "random": evaluate_heldout(
-                lambda s: eval_rng.uniform(-1.0, 1.0, size=2).astype(np.float32),
-                params,
-                camera,
-                starts=args.heldout_starts,
+                lambda s: eval_rng.uniform(-1.0, 1.0, size=2).astype(np.float32), params, camera, **protocol
             ),
         }
         result["heldout_at"] = {  # the same run's policy after fewer steps: one entry per --heldout-at
             str(steps): {
                 "seconds": taken["seconds"],
-                "td3": evaluate_heldout(taken["policy"], params, camera, starts=args.heldout_starts),
+                "td3": evaluate_heldout(taken["policy"], params, camera, **protocol),
             }
             for steps, taken in snapshots.items()
         }

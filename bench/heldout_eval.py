@@ -7,6 +7,9 @@ TRAINING_SEED_LIMIT for this protocol to hold (evaluation_seeds_are_held_out che
 Starts: STARTS_PER_TRACK poses spread evenly along each track (SimEnv.lap_reset: the same
 teleport as the trainer's resets), each with its goal 5 m behind it, so an episode that reaches
 its goal has driven a lap. Nothing is stored and no noise is added: `policy` is called as it is.
+Obstacles (`obstacles` > 0, none by default): that many static cones and crates per track, in
+either lane, laid out from each start with the track's seed (none in a start's first 40 m), so
+every start drives past the same pattern on another stretch of road.
 
 Reported per episode and over all of them (td3_trainer.loop.Evaluation): mean return, route
 completion, distance before the first collision or leaving the road, collisions and off-road
@@ -74,12 +77,20 @@ def evaluation_seeds_are_held_out(training_seeds: set[int]) -> bool:
     return not training_seeds & set(HELD_OUT_TRACK_SEEDS) and all(s < TRAINING_SEED_LIMIT for s in training_seeds)
 
 
-def heldout_env(params: TrainerParams, track_seed: int, camera: tuple[int, int], max_steps: int = 0) -> SimEnv:
-    """The in-process environment on the procedural track (and lighting) of `track_seed`, whose
-    episodes are truncated after `max_steps` (0 = a lap's worth at the target speed, lap_steps)
-    rather than after training's max_episode_steps, which is shorter than a lap."""
+def heldout_env(
+    params: TrainerParams, track_seed: int, camera: tuple[int, int], max_steps: int = 0, obstacles: int = 0
+) -> SimEnv:
+    """The in-process environment on the procedural track (and lighting) of `track_seed`, with
+    `obstacles` static obstacles, whose episodes are truncated after `max_steps` (0 = a lap's
+    worth at the target speed, lap_steps) rather than after training's max_episode_steps, which
+    is shorter than a lap."""
     sim = SimConfig(
-        image_width=camera[0], image_height=camera[1], track="procedural", seed=track_seed, randomize_lighting=True
+        image_width=camera[0],
+        image_height=camera[1],
+        track="procedural",
+        seed=track_seed,
+        randomize_lighting=True,
+        obstacles=obstacles,
     )
     steps = max_steps or lap_steps(make_track("procedural", track_seed).length, sim.fixed_delta_seconds, params)
     return SimEnv(sim, validate({**params.values, "max_episode_steps": steps}))
@@ -98,16 +109,19 @@ def evaluate_heldout(
     track_seeds: tuple[int, ...] = HELD_OUT_TRACK_SEEDS,
     starts: int = STARTS_PER_TRACK,
     max_steps: int = 0,
+    obstacles: int = 0,
 ) -> dict:
-    """Drive `policy` from `starts` poses of each held-out track; max_steps 0 = a lap's worth."""
+    """Drive `policy` from `starts` poses of each held-out track, past `obstacles` obstacles per
+    track; max_steps 0 = a lap's worth."""
     episodes: list[dict] = []
     results = []
     profile = SpeedProfile()
     for track_seed in track_seeds:
-        env = heldout_env(params, track_seed, camera, max_steps)
+        env = heldout_env(params, track_seed, camera, max_steps, obstacles)
         limit = env.scorer.episode.max_episode_steps
         for k in range(starts):
-            result = run_episode(env, profile.watching(env, policy), env.lap_reset(k / starts), limit)
+            first = env.lap_reset(k / starts, obstacles_seed=track_seed if obstacles else None)
+            result = run_episode(env, profile.watching(env, policy), first, limit)
             results.append(result)
             completion = min(max(result.progress_m / result.route_m, 0.0), 1.0)
             episodes.append(
@@ -130,6 +144,7 @@ def evaluate_heldout(
     return {
         "track_seeds": list(track_seeds),
         "starts_per_track": starts,
+        "obstacles_per_track": obstacles,
         "summary": {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
         "speed_limit_mps": float(params.action.speed_limit_mps),
         "episodes": episodes,

@@ -4,17 +4,18 @@
 
 Prints Markdown: one row per run (trainer, variant, budget, seed) with the held-out protocol's
 numbers (and one per `--heldout-at` budget of a run, its steps shown as "N (of M)"), then per
-trainer, variant, budget and starts per held-out track the median and mean over seeds, how many
-seeds drove every held-out episode as a full lap without a collision or leaving the road (the
-goal), and, where both trainers ran the same budget on the same reward and starts, the ratios of
-their scores and wall times (runs with other starts per track drove other episodes: they are
-never pooled or compared). The
-score is the held-out route completion (distance before the first collision or off-road end,
-over the lap); a seed counts once per budget, from the run trained for it where a longer run's
-snapshot repeats it. The variant names the values of VARIANT_KEYS that differ from their
-defaults in the run, from the parameters it recorded (`trainer_params`), or for runs from before
-that record, from its --set overrides (those parameters had their defaults in every params file
-then); an SB3 run's, only the reward's and the action mapping's.
+trainer, variant, budget and evaluation episodes (starts and obstacles per held-out track) the
+median and mean over seeds, how many seeds drove every held-out episode as a full lap without a
+collision or leaving the road (the goal), and, where both trainers ran the same budget on the
+same environment and evaluation episodes, the ratios of their scores and wall times (runs with
+other starts or obstacles per held-out track drove other episodes: they are never pooled or
+compared). The score is the held-out route completion (distance before the first collision or
+off-road end, over the lap); a seed counts once per budget, from the run trained for it where a
+longer run's snapshot repeats it. The variant names the values of VARIANT_KEYS that differ from
+their defaults in the run, from the parameters it recorded (`trainer_params`), or for runs from
+before that record, from its --set overrides (those parameters had their defaults in every
+params file then), and the obstacles on its training tracks; an SB3 run's, only the
+environment's: the reward's, the action mapping's and the obstacles.
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ LEARNER_KEYS = {"actor_preactivation_penalty"}  # our learner's own: SB3 runs do
 
 def variant_of(budget: dict, environment_only: bool = False) -> str:
     """The variant's short names and values; `environment_only`: only those of the environment
-    (the reward), which both trainers learn on, not our learner's."""
+    (the reward, the obstacles on the training tracks), which both trainers learn on, not our
+    learner's."""
     values = budget.get("trainer_params") or budget.get("overrides", {})
     shown = [
         f"{short} {values[key]:g}"
         for key, (short, default) in VARIANT_KEYS.items()
         if float(values.get(key, default)) != default and not (environment_only and key in LEARNER_KEYS)
     ]
+    if budget.get("obstacles", 0):  # runs from before --obstacles trained without any
+        shown.append(f"obstacles {budget['obstacles']}")
     return ", ".join(shown) or "-"
 
 
@@ -60,6 +64,7 @@ def load(paths: list[str]) -> list[dict]:
         common = {
             "trainer": trainer,
             "starts": result["heldout"]["td3"].get("starts_per_track", 1),
+            "obstacles": result["heldout"]["td3"].get("obstacles_per_track", 0),
             "variant": variant_of(result["budget"], environment_only=trainer != "ours"),
             "environment": variant_of(result["budget"], environment_only=True),
             "seed": result["budget"]["seed"],
@@ -91,7 +96,7 @@ def load(paths: list[str]) -> list[dict]:
                     "other_m": None,
                 }
             )
-    return sorted(runs, key=lambda r: (r["trainer"], r["variant"], r["starts"], r["steps"], r["seed"]))
+    return sorted(runs, key=lambda r: (r["trainer"], r["variant"], r["starts"], r["obstacles"], r["steps"], r["seed"]))
 
 
 def one_per_seed(runs: list[dict]) -> list[dict]:
@@ -106,9 +111,10 @@ def one_per_seed(runs: list[dict]) -> list[dict]:
     return [r for r in runs if best[(*group_of(r), r["seed"])] is r]
 
 
-def group_of(run: dict) -> tuple[str, str, int, int]:
-    """What a median pools: the same trainer, variant, budget and evaluation episodes."""
-    return (run["trainer"], run["variant"], run["steps"], run["starts"])
+def group_of(run: dict) -> tuple[str, str, int, int, int]:
+    """What a median pools: the same trainer, variant, budget and evaluation episodes (starts and
+    obstacles per held-out track)."""
+    return (run["trainer"], run["variant"], run["steps"], run["starts"], run["obstacles"])
 
 
 def heldout_row(summary: dict) -> dict:
@@ -143,14 +149,16 @@ def all_laps(run: dict) -> bool:
 
 def table(runs: list[dict]) -> str:
     lines = [
-        "| trainer | variant | steps | seed | starts | completion | laps | coll./km | off-road/km | mean \\|lat.\\| m "
-        "| speed m/s (straights / tight curves / max) | train s | other starts: distance, crashed |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        "| trainer | variant | steps | seed | starts | eval obstacles | completion | laps | coll./km | off-road/km "
+        "| mean \\|lat.\\| m | speed m/s (straights / tight curves / max) | train s "
+        "| other starts: distance, crashed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in runs:
         steps = str(r["steps"]) if r["run_steps"] == r["steps"] else f"{r['steps']} (of {r['run_steps']})"
         lines.append(
-            f"| {r['trainer']} | {r['variant']} | {steps} | {r['seed']} | {r['starts']} | {r['completion']:.3f} "
+            f"| {r['trainer']} | {r['variant']} | {steps} | {r['seed']} | {r['starts']} | {r['obstacles']} "
+            f"| {r['completion']:.3f} "
             f"| {r['laps']}/{r['episodes']} "
             f"| {r['collisions_per_km']:.2f} | {r['off_road_per_km']:.2f} | {r['lateral_m']:.2f} "
             f"| {r['speed']:.1f} ({shown(r['straights'])} / {shown(r['curves'])} / {shown(r['max_speed'])}) "
@@ -161,46 +169,49 @@ def table(runs: list[dict]) -> str:
 
 
 def medians(runs: list[dict]) -> tuple[str, dict]:
-    groups: dict[tuple[str, str, int, int], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, int, int, int], list[dict]] = defaultdict(list)
     for r in one_per_seed(runs):
         groups[group_of(r)].append(r)
     lines = [
-        "| trainer | variant | steps | starts | seeds | median completion | mean completion | seeds with every lap "
-        "| median speed on straights m/s | median train s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trainer | variant | steps | starts | eval obstacles | seeds | median completion | mean completion "
+        "| seeds with every lap | median speed on straights m/s | median train s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary = {}
     environment = {}  # (trainer, variant) -> the environment's variant it learned on
-    for (trainer, variant, steps, starts), group in sorted(groups.items()):
+    for (trainer, variant, steps, starts, obstacles), group in sorted(groups.items()):
         environment[(trainer, variant)] = group[0]["environment"]
         med = statistics.median(r["completion"] for r in group)
         mean = statistics.fmean(r["completion"] for r in group)
         straights = [r["straights"] for r in group if r["straights"] is not None]
         seconds = statistics.median(r["seconds"] for r in group)
-        summary[(trainer, variant, steps, starts)] = (med, mean, seconds)
+        summary[(trainer, variant, steps, starts, obstacles)] = (med, mean, seconds)
         lines.append(
-            f"| {trainer} | {variant} | {steps} | {starts} | {len(group)} | {med:.3f} | {mean:.3f} "
+            f"| {trainer} | {variant} | {steps} | {starts} | {obstacles} | {len(group)} | {med:.3f} | {mean:.3f} "
             f"| {sum(all_laps(r) for r in group)}/{len(group)} "
             f"| {statistics.median(straights) if straights else '-'} | {seconds:.0f} |"
         )
     ratios = []
     ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "inf"  # noqa: E731
-    # Ours against each SB3 group of the same budget and starts that learned on the same
-    # environment (reward).
+    # Ours against each SB3 group of the same budget and evaluation episodes that learned on the
+    # same environment (reward, obstacles).
     sb3_names = {"sb3": "our settings", "sb3-defaults": "its defaults"}
-    for (trainer, variant, steps, starts), (med, mean, seconds) in sorted(summary.items()):
+    for (trainer, variant, *protocol), (med, mean, seconds) in sorted(summary.items()):
         if trainer != "ours":
             continue
-        for (other, other_variant, other_steps, other_starts), (sb3_med, sb3_mean, sb3_seconds) in sorted(
-            summary.items()
-        ):
-            if other == "ours" or (other_steps, other_starts) != (steps, starts):
+        steps, starts, obstacles = protocol
+        for (other, other_variant, *other_protocol), (sb3_med, sb3_mean, sb3_seconds) in sorted(summary.items()):
+            if other == "ours" or other_protocol != protocol:
                 continue
             if other_variant != environment[(trainer, variant)]:
                 continue
             ours = "ours" if variant == "-" else f"ours ({variant})"
             sb3 = sb3_names[other] + ("" if other_variant == "-" else f", {other_variant}")
-            where = "" if starts == 1 else f" ({starts} starts per track)"
+            where = ", ".join(
+                ([] if starts == 1 else [f"{starts} starts per track"])
+                + ([] if not obstacles else [f"{obstacles} obstacles per track"])
+            )
+            where = f" ({where})" if where else ""
             ratios.append(
                 f"- {steps} steps{where}, {ours} / SB3 ({sb3}): median completion {ratio(med, sb3_med)}, mean "
                 f"completion {ratio(mean, sb3_mean)}, median training wall time {ratio(seconds, sb3_seconds)}"
@@ -219,11 +230,11 @@ def plot(runs: list[dict], path: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=100)
     labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
     runs = one_per_seed(runs)
-    curves = sorted({(r["trainer"], r["variant"], r["starts"]) for r in runs})
+    curves = sorted({(r["trainer"], r["variant"], r["starts"], r["obstacles"]) for r in runs})
     colours = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:gray")
     # every curve gets a colour: past the list they repeat rather than a curve going missing
-    for k, ((trainer, variant, starts), colour) in enumerate(zip(curves, itertools.cycle(colours))):
-        mine = [r for r in runs if (r["trainer"], r["variant"], r["starts"]) == (trainer, variant, starts)]
+    for k, ((trainer, variant, starts, obstacles), colour) in enumerate(zip(curves, itertools.cycle(colours))):
+        mine = [r for r in runs if (r["trainer"], r["variant"], r["starts"], r["obstacles"]) == curves[k]]
         # seeds as dots, spread a little sideways so that equal results stay visible
         offsets = {b: 0 for b in {r["steps"] for r in mine}}
         for r in mine:
@@ -233,7 +244,10 @@ def plot(runs: list[dict], path: Path) -> list[str]:
         budgets = sorted(offsets)
         mean = [statistics.fmean(r["completion"] for r in mine if r["steps"] == b) for b in budgets]
         name = (
-            labels[trainer] + ("" if variant == "-" else f", {variant}") + ("" if starts == 1 else f", {starts} starts")
+            labels[trainer]
+            + ("" if variant == "-" else f", {variant}")
+            + ("" if starts == 1 else f", {starts} starts")
+            + ("" if not obstacles else f", {obstacles} obstacles on held-out tracks")
         )
         ax.plot(budgets, mean, color=colour, marker="o", label=f"{name} (mean; dots: seeds)")
     ax.set_xscale("log")

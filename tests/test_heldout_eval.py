@@ -241,3 +241,49 @@ def test_the_curve_governor_slows_the_car_in_tight_curves_of_a_heldout_track_not
     assert governed["mean_speed_tight_curves_mps"] < 0.8 * free["mean_speed_tight_curves_mps"]
     assert governed["mean_speed_straights_mps"] > 0.85 * free["mean_speed_straights_mps"]
     assert governed["max_speed_mps"] <= 10.2
+
+
+def test_heldout_obstacles_stand_clear_of_every_start_and_end_the_blind_drivers_laps():
+    # Obstacles on the held-out tracks are laid out from each start (none in its first 40 m), as
+    # training's are from each spawn point: a start a third of a lap on does not begin in front
+    # of a crate. A driver blind to them, which laps the bare track, hits one from every start.
+    params = trainer_params({"action.speed_limit_mps": 10.0})
+    seed, count, starts = HELD_OUT_TRACK_SEEDS[0], 8, 3
+    env = heldout_env(params, seed, (64, 48), obstacles=count)
+    track = env.world.track
+    for k in range(starts):
+        first = env.lap_reset(k / starts, obstacles_seed=seed)
+        start_s = track.project(first.x, first.y).s
+        ahead = [(track.project(ob.x, ob.y).s - start_s) % track.length for ob in env.world.obstacles]
+        assert len(ahead) == count and min(ahead) >= 39.0, (k, sorted(ahead))
+    bare = evaluate_heldout(_follow_the_route_at_full_throttle, params, track_seeds=(seed,), starts=starts)
+    assert bare["obstacles_per_track"] == 0 and bare["summary"]["laps_without_incident"] == starts
+    blocked = evaluate_heldout(
+        _follow_the_route_at_full_throttle, params, track_seeds=(seed,), starts=starts, obstacles=count
+    )
+    assert blocked["obstacles_per_track"] == count
+    assert [e["end"] for e in blocked["episodes"]] == ["collision"] * starts
+    assert all(e["distance_before_incident_m"] >= 39.0 for e in blocked["episodes"])
+
+
+def test_the_learning_benchmark_trains_among_the_obstacles_it_is_asked_for():
+    from types import SimpleNamespace
+
+    from bench.bench_learning import training_env
+
+    params = trainer_params(SMALL | {"episode_seed": 100, "reset_service": "/carla/{role_name}/reset"})
+    args = SimpleNamespace(camera=(64, 48), tracks="procedural", resets="service", obstacles=5)
+    env = training_env(params, args)
+    layouts = []
+    for seed in (100, 101):  # every training episode's own layout, from its episode seed
+        env.reset(seed)
+        layouts.append([(round(ob.x, 3), round(ob.y, 3)) for ob in env.world.obstacles])
+        assert len(layouts[-1]) == 5
+    assert layouts[0] != layouts[1]
+    command = [sys.executable, "-m", "bench.bench_learning", "--quick", "--obstacles", "3"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert refused.returncode == 2 and "--obstacles needs --tracks procedural" in refused.stderr, refused.stderr
+    refused = subprocess.run(
+        [*command[:-2], "--heldout-obstacles", "51"], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert refused.returncode == 2 and "--heldout-obstacles must be in [0, 50]" in refused.stderr, refused.stderr

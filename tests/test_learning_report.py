@@ -10,7 +10,14 @@ import pytest
 from bench.learning_report import load, medians, plot, table, variant_of
 
 
-def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3-drive", starts: int = 1) -> dict:
+def result(
+    seed: int,
+    completion: float,
+    budget_extra: dict,
+    trainer: str = "td3-drive",
+    starts: int = 1,
+    eval_obstacles: int | None = None,
+) -> dict:
     summary = {
         "route_completion": completion,
         "laps_without_incident": 5 if completion > 0.98 else 0,
@@ -25,7 +32,10 @@ def result(seed: int, completion: float, budget_extra: dict, trainer: str = "td3
         "budget": {"env_steps": 5000, "seed": seed, **budget_extra},
         "training": {"trainer": trainer, "seconds": 100.0 + seed},
         "eval": {"episodes": 5, "td3": {"mean_distance_m": 10.0, "episodes_ended_by_crash": 0}},
-        "heldout": {"td3": {"summary": summary, "starts_per_track": starts}},
+        "heldout": {
+            "td3": {"summary": summary, "starts_per_track": starts}
+            | ({} if eval_obstacles is None else {"obstacles_per_track": eval_obstacles})
+        },
     }
 
 
@@ -60,10 +70,10 @@ def test_runs_are_grouped_by_trainer_variant_and_budget(tmp_path: Path):
     ]
     paths = written(tmp_path, runs)
     text, summary = medians(load(paths))
-    assert set(summary) == {("ours", "-", 5000, 1), ("ours", "penalty 0.05", 5000, 1), ("sb3", "-", 5000, 1)}
-    assert summary[("ours", "-", 5000, 1)][1] == pytest.approx(0.498)
-    assert summary[("ours", "penalty 0.05", 5000, 1)][1] == pytest.approx(0.9965)
-    assert "| ours | penalty 0.05 | 5000 | 1 | 2 | 0.996 | 0.996 | 2/2 |" in text
+    assert set(summary) == {("ours", "-", 5000, 1, 0), ("ours", "penalty 0.05", 5000, 1, 0), ("sb3", "-", 5000, 1, 0)}
+    assert summary[("ours", "-", 5000, 1, 0)][1] == pytest.approx(0.498)
+    assert summary[("ours", "penalty 0.05", 5000, 1, 0)][1] == pytest.approx(0.9965)
+    assert "| ours | penalty 0.05 | 5000 | 1 | 0 | 2 | 0.996 | 0.996 | 2/2 |" in text
     assert "5000 steps, ours (penalty 0.05) / SB3 (our settings): median completion 199.30" in text
 
 
@@ -96,7 +106,7 @@ def test_sb3_is_compared_with_the_runs_that_learned_on_the_same_reward(tmp_path:
     ]
     paths = written(tmp_path, runs)
     text, summary = medians(load(paths))
-    assert ("sb3-defaults", "standstill -1", 5000, 1) in summary
+    assert ("sb3-defaults", "standstill -1", 5000, 1, 0) in summary
     ratios = [line for line in text.splitlines() if line.startswith("- ")]
     assert ratios == [
         "- 5000 steps, ours / SB3 (our settings): median completion 125.00, mean completion 125.00, "
@@ -130,10 +140,10 @@ def test_a_seed_counts_once_per_budget_where_a_longer_runs_snapshot_repeats_it(t
     rows = load(written(tmp_path, [five_k, long_run, other_seed]))
     assert len(rows) == 5
     text, summary = medians(rows)
-    assert summary[("ours", "-", 5000, 1)][1] == pytest.approx((0.5 + 0.9) / 2)
-    assert "| ours | - | 5000 | 1 | 2 |" in text and "| ours | - | 20000 | 1 | 2 |" in text
-    assert "| ours | - | 5000 (of 20000) | 0 | 1 | 0.997 |" in table(rows)
-    assert "| ours | - | 5000 | 0 | 1 | 0.500 |" in table(rows)
+    assert summary[("ours", "-", 5000, 1, 0)][1] == pytest.approx((0.5 + 0.9) / 2)
+    assert "| ours | - | 5000 | 1 | 0 | 2 |" in text and "| ours | - | 20000 | 1 | 0 | 2 |" in text
+    assert "| ours | - | 5000 (of 20000) | 0 | 1 | 0 | 0.997 |" in table(rows)
+    assert "| ours | - | 5000 | 0 | 1 | 0 | 0.500 |" in table(rows)
 
 
 def test_runs_evaluated_from_other_starts_per_track_are_neither_pooled_nor_compared(tmp_path: Path):
@@ -147,9 +157,9 @@ def test_runs_evaluated_from_other_starts_per_track_are_neither_pooled_nor_compa
     ]
     rows = load(written(tmp_path, runs))
     text, summary = medians(rows)
-    assert summary[("ours", "-", 5000, 1)][:2] == (0.996, 0.996)
-    assert summary[("ours", "-", 5000, 3)][:2] == (0.5, 0.5)
-    assert "| ours | - | 5000 | 0 | 3 | 0.500 |" in table(rows)
+    assert summary[("ours", "-", 5000, 1, 0)][:2] == (0.996, 0.996)
+    assert summary[("ours", "-", 5000, 3, 0)][:2] == (0.5, 0.5)
+    assert "| ours | - | 5000 | 0 | 3 | 0 | 0.500 |" in table(rows)
     ratios = [line for line in text.splitlines() if line.startswith("- ")]
     assert ratios == [
         "- 5000 steps (3 starts per track), ours / SB3 (our settings): median completion 125.00, mean completion "
@@ -161,3 +171,40 @@ def test_runs_evaluated_from_other_starts_per_track_are_neither_pooled_nor_compa
         "td3-drive, 3 starts (mean; dots: seeds)",
         "SB3 TD3, our settings, 3 starts (mean; dots: seeds)",
     ]
+
+
+def test_obstacles_in_training_are_part_of_the_variant_and_on_heldout_tracks_part_of_the_episodes(tmp_path: Path):
+    # Obstacles on the training tracks are the environment both trainers learned on; obstacles on
+    # the held-out tracks make other evaluation episodes. Runs from before obstacles had none.
+    runs = [
+        result(0, 0.996, {"overrides": {}}),
+        result(1, 0.996, {"overrides": {}}, eval_obstacles=0),
+        result(0, 0.9, {"overrides": {}, "obstacles": 8}, eval_obstacles=8),
+        result(0, 0.7, {"overrides": {}, "obstacles": 8}, eval_obstacles=0),
+        result(
+            0,
+            0.004,
+            {"overrides": {}, "obstacles": 8},
+            trainer="stable-baselines3 TD3 (ours settings)",
+            eval_obstacles=8,
+        ),
+        result(0, 0.002, {"overrides": {}}, trainer="stable-baselines3 TD3 (ours settings)", eval_obstacles=8),
+    ]
+    rows = load(written(tmp_path, runs))
+    text, summary = medians(rows)
+    assert set(summary) == {
+        ("ours", "-", 5000, 1, 0),
+        ("ours", "obstacles 8", 5000, 1, 8),
+        ("ours", "obstacles 8", 5000, 1, 0),
+        ("sb3", "obstacles 8", 5000, 1, 8),
+        ("sb3", "-", 5000, 1, 8),
+    }
+    assert summary[("ours", "-", 5000, 1, 0)][:2] == (0.996, 0.996)  # both seeds: the same episodes
+    assert "| ours | obstacles 8 | 5000 | 0 | 1 | 8 | 0.900 |" in table(rows)
+    ratios = [line for line in text.splitlines() if line.startswith("- ")]
+    assert ratios == [
+        "- 5000 steps (8 obstacles per track), ours (obstacles 8) / SB3 (our settings, obstacles 8): median "
+        "completion 225.00, mean completion 225.00, median training wall time 1.00"
+    ]
+    labels = plot(rows, tmp_path / "plot.png")
+    assert "td3-drive, obstacles 8, 8 obstacles on held-out tracks (mean; dots: seeds)" in labels

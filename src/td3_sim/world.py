@@ -133,6 +133,11 @@ class SimWorld:
         self._pending_speed: float | None = None
         self._frame += 1
 
+    def lay_obstacles_from(self, s: float, seed: int) -> None:
+        """Lay the configured obstacles out again from arclength `s` (none in its first 40 m), as a
+        spawn there would: for episodes that start elsewhere than the spawn point."""
+        self.obstacles = place_obstacles(self.track, s, self.config.obstacles, seed)
+
     def _load(self, seed: int) -> tuple[tr.Track, GroundMap]:
         """Track and ground map, cached (a few procedural tracks) because the map takes a moment."""
         key = (self.config.track, 0 if self.config.track == "loop" else int(seed))

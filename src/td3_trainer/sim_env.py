@@ -107,11 +107,15 @@ class SimEnv:
             self.builder.set_route_from_path(route_msg(self.world))
         return self._first_observation()
 
-    def lap_reset(self, fraction: float) -> Observation:
+    def lap_reset(self, fraction: float, obstacles_seed: int | None = None) -> Observation:
         """An episode from the track pose `fraction` of a lap from the spawn point, through the
-        bridge's teleport, with its goal GOAL_BEHIND_SPAWN_M behind it: a reached goal is a lap."""
+        bridge's teleport, with its goal GOAL_BEHIND_SPAWN_M behind it: a reached goal is a lap.
+        `obstacles_seed`: the obstacles (if configured) laid out from this start with that seed,
+        so that none stands in its first 40 m, as none does at the spawn point."""
         track = self.world.track
         s = self.world._spawn_s + fraction * track.length
+        if obstacles_seed is not None:
+            self.world.lay_obstacles_from(s, obstacles_seed)
         x, y, yaw = track.spawn_pose(s)
         goal_x, goal_y, _ = track.spawn_pose(s - GOAL_BEHIND_SPAWN_M)
         self._teleport(StartPose(x, y, yaw, goal_x, goal_y, -1))
