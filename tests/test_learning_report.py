@@ -48,6 +48,11 @@ def written(folder: Path, runs: list[dict]) -> list[str]:
     return [str(p) for p in paths]
 
 
+def ratio_lines(text: str) -> list[str]:
+    """The report's ours / SB3 comparisons."""
+    return [line for line in text.splitlines() if line.startswith("- ")]
+
+
 def test_the_variant_is_what_trained_not_what_the_file_says_now():
     assert variant_of({"overrides": {}}) == "-"
     assert variant_of({"overrides": {"actor_preactivation_penalty": 0.05, "augment": True}}) == "penalty 0.05"
@@ -107,8 +112,7 @@ def test_sb3_is_compared_with_the_runs_that_learned_on_the_same_reward(tmp_path:
     paths = written(tmp_path, runs)
     text, summary = medians(load(paths))
     assert ("sb3-defaults", "standstill -1", 5000, 1, 0) in summary
-    ratios = [line for line in text.splitlines() if line.startswith("- ")]
-    assert ratios == [
+    assert ratio_lines(text) == [
         "- 5000 steps, ours / SB3 (our settings): median completion 125.00, mean completion 125.00, "
         "median training wall time 0.99",
         "- 5000 steps, ours (penalty 0.05, standstill -1) / SB3 (its defaults, standstill -1): median completion "
@@ -160,8 +164,7 @@ def test_runs_evaluated_from_other_starts_per_track_are_neither_pooled_nor_compa
     assert summary[("ours", "-", 5000, 1, 0)][:2] == (0.996, 0.996)
     assert summary[("ours", "-", 5000, 3, 0)][:2] == (0.5, 0.5)
     assert "| ours | - | 5000 | 0 | 3 | 0 | 0.500 |" in table(rows)
-    ratios = [line for line in text.splitlines() if line.startswith("- ")]
-    assert ratios == [
+    assert ratio_lines(text) == [
         "- 5000 steps (3 starts per track), ours / SB3 (our settings): median completion 125.00, mean completion "
         "125.00, median training wall time 1.00"
     ]
@@ -201,8 +204,7 @@ def test_obstacles_in_training_are_part_of_the_variant_and_on_heldout_tracks_par
     }
     assert summary[("ours", "-", 5000, 1, 0)][:2] == (0.996, 0.996)  # both seeds: the same episodes
     assert "| ours | obstacles 8 | 5000 | 0 | 1 | 8 | 0.900 |" in table(rows)
-    ratios = [line for line in text.splitlines() if line.startswith("- ")]
-    assert ratios == [
+    assert ratio_lines(text) == [
         "- 5000 steps (8 obstacles per track), ours (obstacles 8) / SB3 (our settings, obstacles 8): median "
         "completion 225.00, mean completion 225.00, median training wall time 1.00"
     ]
