@@ -14,8 +14,9 @@ off-road end, over the lap); a seed counts once per budget, from the run trained
 longer run's snapshot repeats it. The variant names the values of VARIANT_KEYS that differ from
 their defaults in the run, from the parameters it recorded (`trainer_params`), or for runs from
 before that record, from its --set overrides (those parameters had their defaults in every
-params file then), and the obstacles on its training tracks; an SB3 run's, only the
-environment's: the reward's, the action mapping's and the obstacles.
+params file then), and the obstacles on its training tracks; an SB3 run's, only what SB3 takes
+of them: the reward's, the action mapping's and the obstacles, with our settings also the
+updates per step. Ours is compared with the SB3 runs whose variant is what SB3 took of its own.
 """
 
 from __future__ import annotations
@@ -34,19 +35,22 @@ VARIANT_KEYS = {  # parameter: (its short name, the value it has when it is not 
     "reward.overspeed_penalty": ("overspeed", -1.0),
     "reward.curve_lateral_accel_mps2": ("curve a", 0.0),
     "action.curve_lateral_accel_mps2": ("governor a", 0.0),
+    "updates_per_step": ("updates", 1.0),
 }
 LEARNER_KEYS = {"actor_preactivation_penalty"}  # our learner's own: SB3 runs do not use them
+MAPPED_KEYS = {"updates_per_step"}  # ours that SB3 takes as its own with our settings (gradient_steps)
+# what each trainer's runs learned with of VARIANT_KEYS: SB3 at its defaults, the environment alone
+IGNORED_KEYS = {"ours": frozenset(), "sb3": LEARNER_KEYS, "sb3-defaults": LEARNER_KEYS | MAPPED_KEYS}
 
 
-def variant_of(budget: dict, environment_only: bool = False) -> str:
-    """The variant's short names and values; `environment_only`: only those of the environment
-    (the reward, the obstacles on the training tracks), which both trainers learn on, not our
-    learner's."""
+def variant_of(budget: dict, ignored: frozenset | set = frozenset()) -> str:
+    """The variant's short names and values, but for the `ignored` parameters (those a trainer
+    does not use), and the obstacles on the training tracks."""
     values = budget.get("trainer_params") or budget.get("overrides", {})
     shown = [
         f"{short} {values[key]:g}"
         for key, (short, default) in VARIANT_KEYS.items()
-        if float(values.get(key, default)) != default and not (environment_only and key in LEARNER_KEYS)
+        if float(values.get(key, default)) != default and key not in ignored
     ]
     if budget.get("obstacles", 0):  # runs from before --obstacles trained without any
         shown.append(f"obstacles {budget['obstacles']}")
@@ -65,8 +69,9 @@ def load(paths: list[str]) -> list[dict]:
             "trainer": trainer,
             "starts": result["heldout"]["td3"].get("starts_per_track", 1),
             "obstacles": result["heldout"]["td3"].get("obstacles_per_track", 0),
-            "variant": variant_of(result["budget"], environment_only=trainer != "ours"),
-            "environment": variant_of(result["budget"], environment_only=True),
+            "variant": variant_of(result["budget"], IGNORED_KEYS[trainer]),
+            # the variant an SB3 run of the same setting would have: what it is compared with
+            "as_sb3": {other: variant_of(result["budget"], IGNORED_KEYS[other]) for other in ("sb3", "sb3-defaults")},
             "seed": result["budget"]["seed"],
             "date": result["date"],
         }
@@ -178,9 +183,9 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary = {}
-    environment = {}  # (trainer, variant) -> the environment's variant it learned on
+    as_sb3 = {}  # (trainer, variant) -> the variant an SB3 run of its setting has, per SB3 settings
     for (trainer, variant, steps, starts, obstacles), group in sorted(groups.items()):
-        environment[(trainer, variant)] = group[0]["environment"]
+        as_sb3[(trainer, variant)] = group[0]["as_sb3"]
         med = statistics.median(r["completion"] for r in group)
         mean = statistics.fmean(r["completion"] for r in group)
         straights = [r["straights"] for r in group if r["straights"] is not None]
@@ -194,7 +199,7 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
     ratios = []
     ratio = lambda a, b: f"{a / b:.2f}" if b > 0 else "inf"  # noqa: E731
     # Ours against each SB3 group of the same budget and evaluation episodes that learned on the
-    # same environment (reward, obstacles).
+    # setting, as far as SB3 takes it (the reward, the obstacles; with our settings, updates per step).
     sb3_names = {"sb3": "our settings", "sb3-defaults": "its defaults"}
     for (trainer, variant, *protocol), (med, mean, seconds) in sorted(summary.items()):
         if trainer != "ours":
@@ -203,7 +208,7 @@ def medians(runs: list[dict]) -> tuple[str, dict]:
         for (other, other_variant, *other_protocol), (sb3_med, sb3_mean, sb3_seconds) in sorted(summary.items()):
             if other == "ours" or other_protocol != protocol:
                 continue
-            if other_variant != environment[(trainer, variant)]:
+            if other_variant != as_sb3[(trainer, variant)][other]:
                 continue
             ours = "ours" if variant == "-" else f"ours ({variant})"
             sb3 = sb3_names[other] + ("" if other_variant == "-" else f", {other_variant}")

@@ -210,3 +210,28 @@ def test_obstacles_in_training_are_part_of_the_variant_and_on_heldout_tracks_par
     ]
     labels = plot(rows, tmp_path / "plot.png")
     assert "td3-drive, obstacles 8, 8 obstacles on held-out tracks (mean; dots: seeds)" in labels
+
+
+def test_updates_per_step_are_part_of_the_variant_for_sb3_with_our_settings_not_at_its_defaults(tmp_path: Path):
+    setting = {"reward.standstill_penalty": -1.0, "updates_per_step": 2}
+    runs = [
+        result(0, 0.996, {"overrides": {}, "trainer_params": setting}),
+        result(0, 0.004, {"overrides": {}, "trainer_params": setting}, trainer="stable-baselines3 TD3 (ours settings)"),
+        # one update per step: another setting, not compared with ours at two
+        result(0, 0.5, {"overrides": {}, "trainer_params": {"reward.standstill_penalty": -1.0}}, trainer="sb3"),
+        # SB3 at its defaults makes its own updates whatever the setting says: compared on the reward
+        result(
+            0, 0.002, {"overrides": {}, "trainer_params": setting}, trainer="stable-baselines3 TD3 (defaults settings)"
+        ),
+    ]
+    text, summary = medians(load(written(tmp_path, runs)))
+    assert {key[:2] for key in summary} == {
+        ("ours", "standstill -1, updates 2"),
+        ("sb3", "standstill -1, updates 2"),
+        ("sb3", "standstill -1"),
+        ("sb3-defaults", "standstill -1"),
+    }
+    assert [line.split(":")[0] for line in ratio_lines(text)] == [
+        "- 5000 steps, ours (standstill -1, updates 2) / SB3 (our settings, standstill -1, updates 2)",
+        "- 5000 steps, ours (standstill -1, updates 2) / SB3 (its defaults, standstill -1)",
+    ]
