@@ -213,6 +213,12 @@ def _log(path: FsPath) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+def _logged(probe: Probe, path: FsPath, text: str, times: int = 1) -> bool:
+    """`text` in the log `times` times, waited for: the driver logs a change of state after it
+    has published the command that shows it."""
+    return probe.spin_until(lambda: _log(path).count(text) >= times, 5.0)
+
+
 def _fail(message: str, log_path: FsPath) -> None:
     pytest.fail(f"{message}\n--- driver log (tail) ---\n{_log(log_path)[-4000:]}")
 
@@ -324,7 +330,7 @@ def test_brakes_without_valid_inputs_and_survives_bad_messages(tmp_path: FsPath,
         recent = probe.commands_since(start)
         assert recent and all(m.brake == 0.0 and abs(m.throttle - 0.7) < 1e-4 for m in recent), recent[:3]
         assert all(abs(m.steer - 0.1) < 1e-4 for m in recent)
-        assert "inputs valid again" in _log(log)
+        assert _logged(probe, log, "inputs valid again"), _log(log)[-3000:]
 
         # Odometry with NaN: dropped; once the last valid one is stale, full brake with that reason.
         def publish_nan_odometry() -> None:
@@ -338,7 +344,7 @@ def test_brakes_without_valid_inputs_and_survives_bad_messages(tmp_path: FsPath,
 
         # Valid again, then the camera stops: stale frames → full brake.
         assert probe.spin_until(driving_again(), 10.0, publish_all), probe.last_diagnostics()
-        assert _log(log).count("inputs valid again") >= 2
+        assert _logged(probe, log, "inputs valid again", times=2), _log(log)[-3000:]
         frames_stale = lambda: probe.last_diagnostics().get("brake_reason") == "stale_frame"  # noqa: E731
         assert probe.spin_until(frames_stale, 5.0), probe.last_diagnostics()
         assert _is_full_brake(probe.commands[-1][1])

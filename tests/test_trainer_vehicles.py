@@ -58,11 +58,13 @@ def _streams(models: Path) -> tuple[dict, list[dict]]:
     return load_checkpoint_file(latest), replay["state"]["streams"]
 
 
-def _check_streams(streams: list[dict]) -> None:
+def _check_streams(streams: list[dict], log: str = "") -> None:
     assert len(streams) == 2
     for role, stream in zip(ROLES, streams, strict=True):
         used = min(int(stream["added"]), int(stream["capacity"]))
-        assert used > 10, f"{role}: {used} transitions"
+        assert used > 10, f"{role}: {used} transitions\n" + "\n".join(
+            line for line in log.splitlines() if role in line or "WARN" in line
+        )[-5000:]
         depth = stream["depth"][:used]
         starts = int((depth == 0).sum())  # the first transition of each episode (segment) of this vehicle
         assert starts >= 2, f"{role}: {starts} episode starts"
@@ -122,4 +124,4 @@ def test_one_learner_from_two_simulator_processes(tmp_path: Path):
     assert "/carla/car_b/rgb_front/image" in text
     checkpoint, streams = _streams(tmp_path / "models")
     assert checkpoint["extra"]["env_steps"] >= 120
-    _check_streams(streams)
+    _check_streams(streams, text)
