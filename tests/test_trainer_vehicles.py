@@ -62,9 +62,10 @@ def _check_streams(streams: list[dict], log: str = "") -> None:
     assert len(streams) == 2
     for role, stream in zip(ROLES, streams, strict=True):
         used = min(int(stream["added"]), int(stream["capacity"]))
-        assert used > 10, f"{role}: {used} transitions\n" + "\n".join(
-            line for line in log.splitlines() if role in line or "WARN" in line
-        )[-5000:]
+        assert used > 10, (
+            f"{role}: {used} transitions\n"
+            + "\n".join(line for line in log.splitlines() if role in line or "WARN" in line)[-5000:]
+        )
         depth = stream["depth"][:used]
         starts = int((depth == 0).sum())  # the first transition of each episode (segment) of this vehicle
         assert starts >= 2, f"{role}: {starts} episode starts"
