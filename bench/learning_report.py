@@ -122,6 +122,12 @@ def group_of(run: dict) -> tuple[str, str, int, int, int]:
     return (run["trainer"], run["variant"], run["steps"], run["starts"], run["obstacles"])
 
 
+def curve_of(run: dict) -> tuple[str, str, int, int]:
+    """What a curve of the plot follows over the budgets: a group but for its budget."""
+    trainer, variant, _, starts, obstacles = group_of(run)
+    return (trainer, variant, starts, obstacles)
+
+
 def heldout_row(summary: dict) -> dict:
     speed = summary.get("speed", {})  # None below: results from before the speed profile, or no such road
     return {
@@ -235,11 +241,11 @@ def plot(runs: list[dict], path: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(6.4, 5.0), dpi=100)
     labels = {"ours": "td3-drive", "sb3": "SB3 TD3, our settings", "sb3-defaults": "SB3 TD3, its defaults"}
     runs = one_per_seed(runs)
-    curves = sorted({(r["trainer"], r["variant"], r["starts"], r["obstacles"]) for r in runs})
+    curves = sorted({curve_of(r) for r in runs})
     colours = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown", "tab:pink", "tab:gray")
     # every curve gets a colour: past the list they repeat rather than a curve going missing
     for k, ((trainer, variant, starts, obstacles), colour) in enumerate(zip(curves, itertools.cycle(colours))):
-        mine = [r for r in runs if (r["trainer"], r["variant"], r["starts"], r["obstacles"]) == curves[k]]
+        mine = [r for r in runs if curve_of(r) == curves[k]]
         # seeds as dots, spread a little sideways so that equal results stay visible
         offsets = {b: 0 for b in {r["steps"] for r in mine}}
         for r in mine:
