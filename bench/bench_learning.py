@@ -45,6 +45,7 @@ import torch
 import yaml
 
 from bench.heldout_eval import evaluate_heldout, evaluation_seeds_are_held_out
+from bench.provenance import code_version, host
 from td3_bringup.graph import file_parameters, repo_config_dir
 from td3_core.checkpoint import save_checkpoint
 from td3_core.networks import Architecture
@@ -344,6 +345,8 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": platform.machine(),
         "torch_threads": torch.get_num_threads(),
+        "host": host(),
+        "code": code_version(),
         "budget": {
             "env_steps": args.steps,
             "learning_starts": args.learning_starts,

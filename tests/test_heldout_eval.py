@@ -151,7 +151,10 @@ def test_the_learning_benchmark_writes_the_trained_agent_as_a_checkpoint_the_dri
     command += ["--camera", "64", "48", "--threads", "1", "--checkpoint-out", str(out), "--json-out", str(result)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(result.read_text())["budget"]["env_steps"] == 40
+    written = json.loads(result.read_text())
+    assert written["budget"]["env_steps"] == 40
+    assert written["host"]["cpu"] and written["host"]["torch"] == torch.__version__
+    assert set(written["code"]) == {"commit", "dirty"}
     runner = load_runner(str(out), torch.device("cpu"), 2)  # the driver's loader, with its warm-up checks
     assert runner.meta.action == trainer_params({}).action
     inference = runner.infer(np.zeros(runner.frames_shape, np.uint8), np.zeros(runner.vector_dim, np.float32))

@@ -1,0 +1,39 @@
+"""A benchmark result names the code and the CPU that produced it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.provenance import code_version, cpu_model, host
+
+
+def test_outside_a_git_checkout_the_code_version_is_unknown_not_an_error(tmp_path: Path):
+    assert code_version(tmp_path) == {"commit": None, "dirty": None}
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_the_code_version_is_the_checked_out_commit_and_says_when_tracked_files_differ(tmp_path: Path):
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "one")
+    head = git("rev-parse", "HEAD").strip()
+    assert code_version(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "untracked.txt").write_text("results are written beside the code\n")
+    assert code_version(tmp_path)["dirty"] is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == {"commit": head, "dirty": True}
+
+
+def test_the_host_names_the_cpu_and_the_kernels_torch_picked():
+    described = host()
+    assert described["cpu"] == cpu_model() and described["cpu"]
+    assert described["torch_cpu_capability"]  # e.g. AVX2 or AVX512: it decides the rounding
+    assert described["cpus"] >= 1
