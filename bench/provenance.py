@@ -1,8 +1,9 @@
 """What produced a benchmark result: the code's commit and the machine's CPU and math libraries.
 
 Two runs of the same seed repeat each other step for step only on the same code and the same
-CPU kernels (an AVX-512 and an AVX2 machine round convolutions and BLAS sums differently, and
-training amplifies one grey level into another policy), so a result carries both.
+CPU kernels: oneDNN picks its convolution kernels by the instruction set it finds (measured: the
+same convolution on AVX2 kernels differs in its last bits from AVX-512 with AMX ones, and
+training amplifies the last bit into another policy), so a result carries both.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,22 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def onednn_isa() -> str | None:
+    """The instruction set oneDNN (torch's convolutions on the CPU) dispatches to, as its verbose
+    mode names it, from a short child process (the mode is read once, at the first primitive)."""
+    # the first layer of our CNN: a convolution this small is not oneDNN's (torch computes it itself)
+    probe = "import torch; torch.nn.functional.conv2d(torch.zeros(1, 4, 84, 84), torch.zeros(32, 4, 8, 8), stride=4)"
+    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in done.stdout.splitlines():
+        if ",cpu,isa:" in line:
+            return line.split(",cpu,isa:", 1)[1].strip()
+    return None
 
 
 def code_version(repo: Path = REPO) -> dict:
@@ -51,6 +69,8 @@ def host() -> dict:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_isa": onednn_isa(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "numpy": np.__version__,
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "python": platform.python_version(),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.provenance import code_version, cpu_model, host
+from bench.provenance import code_version, cpu_model, host, onednn_isa
 
 
 def test_outside_a_git_checkout_the_code_version_is_unknown_not_an_error(tmp_path: Path):
@@ -37,3 +37,10 @@ def test_the_host_names_the_cpu_and_the_kernels_torch_picked():
     assert described["cpu"] == cpu_model() and described["cpu"]
     assert described["torch_cpu_capability"]  # e.g. AVX2 or AVX512: it decides the rounding
     assert described["cpus"] >= 1
+
+
+def test_onednn_names_the_instruction_set_it_dispatches_to_and_obeys_its_cap(monkeypatch: pytest.MonkeyPatch):
+    found = onednn_isa()
+    assert found, "oneDNN's verbose mode printed no isa line"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")  # every x86 CPU torch runs on has it
+    assert onednn_isa() == "Intel SSE4.1"
