@@ -5,7 +5,11 @@ thread of its own (its own episodes, resets through the bridge path, exploration
 own stream of the replay buffer, so a frame stack never mixes vehicles. One BackgroundLearner
 samples all streams and makes `updates_per_step` updates per transition any vehicle collects.
 Vehicles that share a synchronous world step together because the world waits for each one's
-command; separate simulators step independently. Evaluation runs on the first vehicle.
+command; separate simulators step independently. Every vehicle starts its first episode before
+any takes a step (a start line: a vehicle whose simulator came up late would otherwise find the
+shared budget spent by the others, and a run meant to learn from all would learn from some);
+one that cannot start (its loop ends) no longer holds the others. Evaluation runs on the first
+vehicle.
 
 `Fleet` and `FleetEnv` present the loop and the environment the trainer node knows (step and
 episode counts, counters, brake), so the node's monitoring and checkpoints stay as they are.
@@ -14,7 +18,7 @@ episode counts, counters, brake), so the node's monitoring and checkpoints stay 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,6 +102,57 @@ class FleetEnv:
             env.brake()
 
 
+class StartLine:
+    """Holds each vehicle after its first reset until every vehicle has reset once, or has
+    dropped out, or the run is stopped."""
+
+    def __init__(self, roles: Sequence[str], stop: threading.Event, info: Callable[[str], None]) -> None:
+        self.roles = list(roles)
+        self.stop = stop
+        self.info = info
+        self.arrived: set[str] = set()
+        self.dropped: set[str] = set()
+        self._changed = threading.Condition()
+
+    def _open(self) -> bool:
+        return len(self.arrived | self.dropped) >= len(self.roles) or self.stop.is_set()
+
+    def arrive(self, role: str) -> None:
+        with self._changed:
+            self.arrived.add(role)
+            self._changed.notify_all()
+            if not self._open():
+                waiting = [r for r in self.roles if r not in self.arrived | self.dropped]
+                self.info(f"{role}: first episode started; waiting for {', '.join(waiting)} to start theirs")
+            while not self._open():
+                self._changed.wait(0.5)
+
+    def drop(self, role: str) -> None:
+        with self._changed:
+            self.dropped.add(role)
+            self._changed.notify_all()
+
+
+class _StartTogether:
+    """A vehicle's environment whose first successful reset waits at the start line."""
+
+    def __init__(self, env: Any, line: StartLine) -> None:
+        self._env = env
+        self._line = line
+        self._role = str(env.params.role_name)
+        self._started = False
+
+    def reset(self, seed: int) -> Any:
+        observation = self._env.reset(seed)
+        if not self._started and observation is not None:
+            self._started = True
+            self._line.arrive(self._role)
+        return observation
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
 class Fleet:
     """The vehicles' loops, as the node sees one: the first loop's evaluation, counts of all."""
 
@@ -137,12 +192,16 @@ class Fleet:
     def run(self, env: FleetEnv) -> None:
         """Every vehicle's loop on its own thread, until the budget is spent or one fails."""
 
+        line = StartLine([e.params.role_name for e in env.envs], self.stop, self.loops[0].hooks.info)
+
         def run_one(loop, vehicle_env) -> None:
             try:
-                loop.run(vehicle_env)
+                loop.run(_StartTogether(vehicle_env, line))
             except BaseException as error:  # one failing vehicle stops all, then the node reports it
                 self.errors.append(error)
                 self.stop.set()
+            finally:
+                line.drop(vehicle_env.params.role_name)  # ended: none waits for it any longer
 
         threads = [
             threading.Thread(target=run_one, args=(loop, e), name=f"vehicle-{e.params.role_name}", daemon=True)
