@@ -328,6 +328,7 @@ def main() -> None:
                 f"{EVAL_SEED_BASE}..{EVAL_SEED_BASE + args.eval_episodes - 1}"
             )
     env = training_env(params, args)
+    provenance = {"host": host(), "code": code_version()}  # before training: the code may change while it runs
     torch.manual_seed(args.seed)  # as the trainer node seeds its networks
     if args.trainer == "sb3":
         policy, training = train_sb3(params, env, args)
@@ -345,8 +346,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": platform.machine(),
         "torch_threads": torch.get_num_threads(),
-        "host": host(),
-        "code": code_version(),
+        **provenance,
         "budget": {
             "env_steps": args.steps,
             "learning_starts": args.learning_starts,

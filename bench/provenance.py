@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+CODE_PATHS = ("src", "bench", "config")
 
 
 def cpu_model() -> str:
@@ -48,8 +49,9 @@ def onednn_isa() -> str | None:
 
 
 def code_version(repo: Path = REPO) -> dict:
-    """The commit the code was checked out at and whether tracked files differ from it; nulls
-    outside a git checkout (an installed copy)."""
+    """The commit the code was checked out at and whether its code (src, bench, config: what
+    trains and measures, not the docs) differs from it; nulls outside a git checkout (an
+    installed copy)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -59,7 +61,7 @@ def code_version(repo: Path = REPO) -> dict:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    changed = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS) if commit else None
     return {"commit": commit, "dirty": None if changed is None else bool(changed)}
 
 

@@ -16,19 +16,23 @@ def test_outside_a_git_checkout_the_code_version_is_unknown_not_an_error(tmp_pat
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-def test_the_code_version_is_the_checked_out_commit_and_says_when_tracked_files_differ(tmp_path: Path):
+def test_the_code_version_is_the_checked_out_commit_and_says_when_the_code_differs(tmp_path: Path):
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True).stdout
 
     git("init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    git("add", "a.py")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("results\n")
+    git("add", "src/a.py", "README.md")
     git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "one")
     head = git("rev-parse", "HEAD").strip()
     assert code_version(tmp_path) == {"commit": head, "dirty": False}
     (tmp_path / "untracked.txt").write_text("results are written beside the code\n")
     assert code_version(tmp_path)["dirty"] is False
-    (tmp_path / "a.py").write_text("x = 2\n")
+    (tmp_path / "README.md").write_text("results, written up\n")  # docs are not the code
+    assert code_version(tmp_path)["dirty"] is False
+    (tmp_path / "src" / "a.py").write_text("x = 2\n")
     assert code_version(tmp_path) == {"commit": head, "dirty": True}
 
 
