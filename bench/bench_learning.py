@@ -28,7 +28,9 @@ where they map: learning rate, batch, buffer, tau, gamma, policy delay, target n
 exploration noise, warm-up, updates per step, separate actor and critic CNNs) or `defaults`
 (SB3's own, with our budget and warm-up).
 
-Prints one JSON object, then a one-line summary.
+Prints one JSON object, then a one-line summary. The object names the code's commit and the
+machine (bench.provenance): a seed repeats its run step for step only on the same code and CPU
+kernels.
 """
 
 from __future__ import annotations
