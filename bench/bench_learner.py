@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.provenance import cpu_model
 from bench.sb3_baseline import fill_replay, make_model
 from td3_core.device import DeviceError, select_device
 from td3_core.networks import Architecture, build_cnn
@@ -53,16 +53,6 @@ def loadavg() -> list[float]:
         return []
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA runs asynchronously): a timed round ends here."""
     if device.type == "cuda":
@@ -70,7 +60,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 def our_learner(
@@ -207,7 +197,7 @@ def main() -> None:
         "machine": {
             "device": str(device),
             "device_name": device_name(device),
-            "cpu": cpu_name(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(),
