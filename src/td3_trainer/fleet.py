@@ -110,26 +110,25 @@ class StartLine:
         self.roles = list(roles)
         self.stop = stop
         self.info = info
-        self.arrived: set[str] = set()
-        self.dropped: set[str] = set()
+        self.settled: set[str] = set()  # started once, or dropped out: none waits for these
         self._changed = threading.Condition()
 
     def _open(self) -> bool:
-        return len(self.arrived | self.dropped) >= len(self.roles) or self.stop.is_set()
+        return len(self.settled) >= len(self.roles) or self.stop.is_set()
 
     def arrive(self, role: str) -> None:
+        self.settle(role)
         with self._changed:
-            self.arrived.add(role)
-            self._changed.notify_all()
             if not self._open():
-                waiting = [r for r in self.roles if r not in self.arrived | self.dropped]
+                waiting = [r for r in self.roles if r not in self.settled]
                 self.info(f"{role}: first episode started; waiting for {', '.join(waiting)} to start theirs")
             while not self._open():
                 self._changed.wait(0.5)
 
-    def drop(self, role: str) -> None:
+    def settle(self, role: str) -> None:
+        """The role started or ended: none waits for it any longer."""
         with self._changed:
-            self.dropped.add(role)
+            self.settled.add(role)
             self._changed.notify_all()
 
 
@@ -201,7 +200,7 @@ class Fleet:
                 self.errors.append(error)
                 self.stop.set()
             finally:
-                line.drop(vehicle_env.params.role_name)  # ended: none waits for it any longer
+                line.settle(vehicle_env.params.role_name)  # ended, started or not
 
         threads = [
             threading.Thread(target=run_one, args=(loop, e), name=f"vehicle-{e.params.role_name}", daemon=True)
