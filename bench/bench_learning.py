@@ -25,7 +25,7 @@ point, with no obstacle in the first 40 m); `--heldout-obstacles N`: N on every 
 budget and evaluations for Stable-Baselines3's TD3 (bench-only dependency) on the same
 environment through bench.gym_env.SimGymEnv, with `--sb3-settings ours` (our hyper-parameters
 where they map: learning rate, batch, buffer, tau, gamma, policy delay, target noise,
-exploration noise, warm-up, updates per step, separate actor and critic CNNs) or `defaults`
+exploration noise, warm-up, updates per step, n-step returns, separate actor and critic CNNs) or `defaults`
 (SB3's own, with our budget and warm-up).
 
 Prints one JSON object, then a one-line summary. The object names the code's commit and the
@@ -111,7 +111,13 @@ def train_ours(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nd
     config = TD3Config.from_dict(params.td3)
     agent = TD3Agent(arch, config, device="cpu")
     buffer = FrameReplayBuffer(
-        args.steps + 1, (arch.image_size, arch.image_size), arch.frame_stack, arch.vector_dim, seed=args.seed
+        args.steps + 1,
+        (arch.image_size, arch.image_size),
+        arch.frame_stack,
+        arch.vector_dim,
+        seed=args.seed,
+        n_step=config.n_step,
+        gamma=config.gamma,
     )
     settings = LoopSettings.of(params)  # the node's: budget, warm-up, batch, updates, episode seeds
     loop = TrainingLoop(agent, buffer, config, settings, np.random.default_rng(args.seed))
@@ -173,6 +179,7 @@ def train_sb3(params, env: SimEnv, args) -> tuple[Callable[[Observation], np.nda
             action_noise=NormalActionNoise(np.zeros(2), np.full(2, config.exploration_noise)),
             train_freq=1,
             gradient_steps=int(params.updates_per_step),
+            n_steps=config.n_step,
             policy_kwargs=policy_kwargs(arch.feature_dim, arch.hidden_dim, dict_observations=arch.vector_dim > 0),
         )
     model = TD3("MultiInputPolicy" if arch.vector_dim else "CnnPolicy", gym_env, verbose=0, **settings)

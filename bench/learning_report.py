@@ -36,9 +36,10 @@ VARIANT_KEYS = {  # parameter: (its short name, the value it has when it is not 
     "reward.curve_lateral_accel_mps2": ("curve a", 0.0),
     "action.curve_lateral_accel_mps2": ("governor a", 0.0),
     "updates_per_step": ("updates", 1.0),
+    "n_step": ("n-step", 1.0),
 }
 LEARNER_KEYS = {"actor_preactivation_penalty"}  # our learner's own: SB3 runs do not use them
-MAPPED_KEYS = {"updates_per_step"}  # ours that SB3 takes as its own with our settings (gradient_steps)
+MAPPED_KEYS = {"updates_per_step", "n_step"}  # ours that SB3 takes with our settings (gradient_steps, n_steps)
 # what each trainer's runs learned with of VARIANT_KEYS: SB3 at its defaults, the environment alone
 IGNORED_KEYS = {"ours": frozenset(), "sb3": LEARNER_KEYS, "sb3-defaults": LEARNER_KEYS | MAPPED_KEYS}
 

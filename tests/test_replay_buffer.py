@@ -291,3 +291,90 @@ def test_property_every_sample_equals_the_online_stacks(capacity, frame_stack, l
     if valid:
         ids = assert_matches(buffer.sample(64), expected)
         assert set(ids) <= valid
+
+
+# --------------------------------------------------------------------------- n-step returns
+
+
+def n_step_reference(expected: dict[int, Expected], stack: int, n: int, gamma: float, t: int) -> tuple:
+    """Transition t's n-step window from the online record: it goes on while the next
+    transition's observation is this one's next frame (the same segment), at most n long."""
+    window = [t]
+    while len(window) < n and window[-1] + 1 in expected:
+        here, after = expected[window[-1]], expected[window[-1] + 1]
+        if after.frame_numbers[stack - 1] != here.frame_numbers[-1] or here.terminated:
+            break
+        window.append(window[-1] + 1)
+    rewards = sum(gamma**k * float(step) for k, step in enumerate(window))  # transition k's reward is k
+    return window[-1], rewards, len(window)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    capacity=st.integers(1, 40),
+    frame_stack=st.integers(1, 4),
+    lengths=st.lists(st.integers(1, 12), min_size=1, max_size=8),
+    endings=st.lists(st.sampled_from(["terminated", "truncated", "open"]), min_size=8, max_size=8),
+    gaps=st.sets(st.integers(0, 60), max_size=4),
+    n_step=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_property_n_step_samples_sum_one_segment(capacity, frame_stack, lengths, endings, gaps, n_step, seed):
+    """Every n-step sample: the obs of its first transition, the discounted rewards of the same
+    segment's next ones (never past a terminal, a truncation, a gap or the newest stored), and
+    the next stack, vector and terminal flag of the last one."""
+    gamma = 0.5
+    buffer = FrameReplayBuffer(capacity, (SIZE, SIZE), frame_stack, vector_dim=1, seed=seed, n_step=n_step, gamma=gamma)
+    expected = fill(buffer, lengths, endings, vector_dim=1, gaps=tuple(gaps))
+    valid = sampleable(buffer, expected)
+    if not valid:
+        return
+    batch = buffer.sample(64)
+    by_obs_vector = {float(e.vector[0]): k for k, e in expected.items()}  # a transition's obs frame counter
+    for row in range(64):
+        t = by_obs_vector[batch.vectors[row, 0].item()]
+        assert t in valid
+        last, rewards, horizon = n_step_reference(expected, frame_stack, n_step, gamma, t)
+        np.testing.assert_array_equal(batch.frames[row].numpy(), expected[t].frames)
+        np.testing.assert_array_equal(batch.actions[row].numpy(), expected[t].action)
+        np.testing.assert_array_equal(batch.next_frames[row].numpy(), expected[last].next_frames)
+        np.testing.assert_array_equal(batch.next_vectors[row].numpy(), expected[last].next_vector)
+        assert batch.terminated[row, 0].item() == expected[last].terminated
+        assert batch.horizons[row, 0].item() == horizon
+        assert batch.rewards[row, 0].item() == pytest.approx(rewards, rel=1e-6)
+
+
+def test_n_step_windows_stop_at_a_terminal_and_at_the_newest_transition():
+    buffer = FrameReplayBuffer(50, (SIZE, SIZE), frame_stack=2, vector_dim=0, n_step=3, gamma=0.5)
+    frame, none = np.zeros((SIZE, SIZE), np.uint8), np.zeros(0, np.float32)
+    buffer.start_episode(frame, none)
+    for k in range(4):  # rewards 1, 2, 4, 8; the fourth is terminal
+        buffer.add(np.zeros(2), float(2**k), frame, none, k == 3, False)
+    buffer.start_episode(frame, none)
+    buffer.add(np.zeros(2), 100.0, frame, none, False, False)  # a new episode's first, not yet followed
+    batch = buffer.sample(256)
+    rows = {
+        (batch.rewards[i, 0].item(), batch.horizons[i, 0].item(), batch.terminated[i, 0].item()) for i in range(256)
+    }
+    assert rows == {
+        (1 + 2 * 0.5 + 4 * 0.25, 3.0, 0.0),  # transitions 0, 1, 2
+        (2 + 4 * 0.5 + 8 * 0.25, 3.0, 1.0),  # 1, 2 and the terminal 3
+        (4 + 8 * 0.5, 2.0, 1.0),  # 2 and the terminal
+        (8.0, 1.0, 1.0),  # the terminal alone
+        (100.0, 1.0, 0.0),  # nothing after it is stored yet
+    }
+
+
+def test_n_step_one_samples_what_the_one_step_buffer_samples():
+    kwargs = dict(capacity=30, frame_shape=(SIZE, SIZE), frame_stack=3, vector_dim=2, seed=5)
+    one, default = FrameReplayBuffer(**kwargs, n_step=1, gamma=0.3), FrameReplayBuffer(**kwargs)
+    fill(one, [7, 5, 9], vector_dim=2), fill(default, [7, 5, 9], vector_dim=2)
+    for a, b in zip(one.sample(32), default.sample(32), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(one.sample(8).horizons, torch.ones(8, 1))
+
+
+def test_n_step_and_gamma_are_checked():
+    for bad in (dict(n_step=0), dict(gamma=1.5), dict(gamma=-0.1)):
+        with pytest.raises(ValueError, match="n_step"):
+            FrameReplayBuffer(10, (SIZE, SIZE), **bad)

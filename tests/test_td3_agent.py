@@ -38,6 +38,7 @@ def random_batch(arch: Architecture, size: int, seed: int = 0, terminated: float
         next_frames=frames().to(torch.uint8),
         next_vectors=torch.randn(size, arch.vector_dim, generator=g),
         terminated=done.float(),
+        horizons=torch.randint(1, 4, (size, 1), generator=g).float(),  # n-step sums of 1 to 3 rewards
     )
 
 
@@ -91,7 +92,7 @@ class ReferenceTD3:
             q1_next, q2_next = self.critic_target(
                 encode_state(self.critic_cnn_target, b.next_frames, b.next_vectors), next_actions
             )
-            target_q = b.rewards + cfg.gamma * (1 - b.terminated) * torch.min(q1_next, q2_next)
+            target_q = b.rewards + cfg.gamma**b.horizons * (1 - b.terminated) * torch.min(q1_next, q2_next)
 
         q1, q2 = self.critic(encode_state(self.critic_cnn, b.frames, b.vectors), b.actions)
         critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
@@ -259,7 +260,7 @@ def _expected_target(agent: TD3Agent, batch: Batch) -> torch.Tensor:
         q1, q2 = agent.critic_target(
             encode_state(agent.critic_cnn_target, batch.next_frames, batch.next_vectors), (actions + noise).clamp(-1, 1)
         )
-        return batch.rewards + cfg.gamma * (1 - batch.terminated) * torch.min(q1, q2)
+        return batch.rewards + cfg.gamma**batch.horizons * (1 - batch.terminated) * torch.min(q1, q2)
 
 
 def test_terminated_transitions_do_not_bootstrap_truncated_ones_do():
@@ -281,6 +282,19 @@ def test_terminated_transitions_do_not_bootstrap_truncated_ones_do():
     assert 0 < mixed.terminated.sum() < 8
     expected = _expected_target(agent, mixed)
     assert agent.update(mixed)["target_q_mean"] == pytest.approx(expected.mean().item(), abs=1e-5)
+
+
+def test_an_n_step_sum_bootstraps_with_gamma_to_its_horizon():
+    agent = TD3Agent(SMALL, TD3Config(gamma=0.9))
+    with torch.no_grad():
+        agent.critic_target.Q1.l3.bias.fill_(5.0)
+        agent.critic_target.Q2.l3.bias.fill_(5.0)
+    batch = random_batch(SMALL, 8, seed=6, terminated=0.0)._replace(horizons=torch.full((8, 1), 3.0))
+    one_step = _expected_target(agent, batch._replace(horizons=torch.ones(8, 1)))
+    expected = _expected_target(agent, batch)
+    assert agent.update(batch)["target_q_mean"] == pytest.approx(expected.mean().item(), abs=1e-5)
+    bootstrap = one_step - batch.rewards  # gamma * min Q; three steps bootstrap with gamma^3
+    torch.testing.assert_close(expected - batch.rewards, bootstrap * 0.9**2)
 
 
 def test_same_seed_same_updates_with_augmentation():

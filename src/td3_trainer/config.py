@@ -30,6 +30,7 @@ class TD3Config:
     augment_pad: int = 4
     actor_encoder: str = "critic"  # "critic": the actor reads the critic CNN's features; "own": its own CNN
     actor_preactivation_penalty: float = 0.0  # weight of mean(pre-tanh output^2) in the actor loss; 0 = TD3's
+    n_step: int = 1  # rewards summed per critic target (n-step return); 1 = TD3's one-step target
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -60,6 +61,7 @@ class TD3Config:
         self._check("actor_preactivation_penalty", self.actor_preactivation_penalty >= 0.0, ">= 0")
         self._check("learning_starts", self.learning_starts >= 0, ">= 0")
         self._check("buffer_size", self.buffer_size >= 1, ">= 1")
+        self._check("n_step", 1 <= self.n_step <= 100, "in 1..100")
         self._check("augment_pad", 0 <= self.augment_pad <= 64, "in 0..64")
         self._check("seed", 0 <= self.seed < 2**63, "in 0..2**63-1")
         self._check("actor_encoder", self.actor_encoder in ACTOR_ENCODERS, f"one of {', '.join(ACTOR_ENCODERS)}")

@@ -115,6 +115,8 @@ class TrainerNode(Node):
                 device=str(self.device),
                 seed=seed,
                 fill_level=p.preprocess.constant_fill,  # stacks rebuilt as the observation builder makes them
+                n_step=self.td3_config.n_step,
+                gamma=self.td3_config.gamma,
             )
 
         self.rng = np.random.default_rng(int(p.seed))

@@ -91,6 +91,12 @@ TD3_PARAMS = (
         "weight of mean(pre-tanh actor output^2) added to the actor loss: pulls a saturated actor (e.g. "
         "stuck at full brake, where tanh passes almost no gradient) back; 0 = TD3's actor loss",
     ),
+    Param(
+        "n_step",
+        1,
+        "rewards summed into each critic target before it bootstraps with gamma^n (n-step return, "
+        "DrQ-v2's 3): a collision's cost reaches the steps that led to it n times sooner; 1 = TD3's target",
+    ),
 )
 
 REWARD_DESCRIPTIONS = {

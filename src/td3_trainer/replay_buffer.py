@@ -13,6 +13,13 @@ positions before the segment start are frames of that grey level instead, as Fra
 A transition is sampleable while its oldest frame is still in the ring; because stacks start
 later for later transitions, the sampleable ones are a contiguous range of transition numbers
 [oldest, added), advanced as frames are overwritten.
+
+With `n_step` > 1 a sampled transition is an n-step one, built at sampling time (nothing
+extra is stored): the discounted sum of up to n rewards of the same segment, the stack after
+the last of them, and `horizons`, how many were summed. Fewer than n are summed where the
+segment ends first (terminal, truncation, dropped frame) or its later steps are not stored
+yet. The bootstrap discount is gamma ** horizons (TD3Agent.update); a terminal inside the
+horizon always ends it, so `terminated` belongs to its last step.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class Batch(NamedTuple):
     next_frames: torch.Tensor  # uint8 (B, stack, H, W)
     next_vectors: torch.Tensor  # float32 (B, vector_dim)
     terminated: torch.Tensor  # float32 (B, 1): 1 only for true terminal states, 0 for truncation
+    horizons: torch.Tensor  # float32 (B, 1): rewards summed in `rewards` (1 unless n_step > 1)
 
 
 def frame_slots(capacity: int, frame_stack: int) -> int:
@@ -52,12 +60,16 @@ class FrameReplayBuffer:
         device: str | torch.device = "cpu",
         seed: int = 0,
         fill_level: int | None = None,
+        n_step: int = 1,
+        gamma: float = 0.99,
     ) -> None:
         if capacity < 1 or frame_stack < 1 or vector_dim < 0 or action_dim < 1:
             raise ValueError(
                 f"invalid buffer shape: capacity {capacity}, frame_stack {frame_stack}, "
                 f"vector_dim {vector_dim}, action_dim {action_dim}"
             )
+        if n_step < 1 or not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"n_step must be >= 1 and gamma in [0, 1], got n_step {n_step}, gamma {gamma}")
         self.capacity = int(capacity)
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
         self.frame_stack = int(frame_stack)
@@ -66,6 +78,8 @@ class FrameReplayBuffer:
         self.device = torch.device(device)
         self.fill_level = fill_level  # None: repeat the segment's first frame before its start
         self.slots = frame_slots(self.capacity, self.frame_stack)
+        self.n_step = int(n_step)
+        self.gamma = float(gamma)  # only n-step sums use it; the bootstrap discount is the agent's
 
         # Bulk storage on the device: frames stay uint8 until the update scales them there.
         self.frames = torch.zeros((self.slots, *self.frame_shape), dtype=torch.uint8, device=self.device)
@@ -77,6 +91,8 @@ class FrameReplayBuffer:
         self.obs_slot = torch.zeros(self.capacity, dtype=torch.int64)
         self.depth = torch.zeros(self.capacity, dtype=torch.int64)
         self._backs = torch.arange(self.frame_stack - 1, -1, -1, dtype=torch.int64)
+        self._ahead = torch.arange(self.n_step, dtype=torch.int64)
+        self._reward_weights = (self.gamma ** self._ahead.to(torch.float64)).to(torch.float32).to(self.device)
 
         self.generator = torch.Generator()
         self.generator.manual_seed(int(seed))
@@ -158,20 +174,25 @@ class FrameReplayBuffer:
             raise RuntimeError("sample() from an empty replay buffer")
         number = torch.randint(self.oldest, self.added, (batch_size,), generator=self.generator)
         index = number % self.capacity
-        obs_slot = self.obs_slot[index]
-        depth = self.depth[index]
+        if self.n_step > 1:
+            last, steps = self._horizon(number)
+        else:
+            last, steps = index, None
+        obs_slot, depth = self.obs_slot[index], self.depth[index]
+        last_slot, last_depth = self.obs_slot[last], self.depth[last]
         # Stack positions, oldest first; before the segment start they repeat its first frame.
         obs = obs_slot[:, None] - torch.minimum(self._backs[None, :], depth[:, None])
-        nxt = obs_slot[:, None] + 1 - torch.minimum(self._backs[None, :], depth[:, None] + 1)
+        nxt = last_slot[:, None] + 1 - torch.minimum(self._backs[None, :], last_depth[:, None] + 1)
         # One transfer of all indices to the device, then gathers there.
         parts = (
             obs.reshape(-1) % self.slots,
             nxt.reshape(-1) % self.slots,
             obs_slot % self.slots,
-            (obs_slot + 1) % self.slots,
+            (last_slot + 1) % self.slots,
             index,
+            last,
         )
-        obs_index, next_index, vector_index, next_vector_index, transition = (
+        obs_index, next_index, vector_index, next_vector_index, transition, last_transition = (
             torch.cat(parts).to(self.device, non_blocking=True).split([p.numel() for p in parts])
         )
         stack_shape = (batch_size, self.frame_stack, *self.frame_shape)
@@ -179,18 +200,45 @@ class FrameReplayBuffer:
         next_frames = self.frames.index_select(0, next_index).view(stack_shape)
         if self.fill_level is not None:
             before_obs = self._backs[None, :] > depth[:, None]
-            before_next = self._backs[None, :] > depth[:, None] + 1
+            before_next = self._backs[None, :] > last_depth[:, None] + 1
             frames.masked_fill_(before_obs.to(self.device)[:, :, None, None], self.fill_level)
             next_frames.masked_fill_(before_next.to(self.device)[:, :, None, None], self.fill_level)
+        if steps is None:
+            rewards = self.rewards.index_select(0, transition)
+            horizons = torch.ones((batch_size, 1), dtype=torch.float32, device=self.device)
+        else:
+            rewards, horizons = self._n_step_rewards(number, steps)
         return Batch(
             frames=frames,
             vectors=self.vectors.index_select(0, vector_index),
             actions=self.actions.index_select(0, transition),
-            rewards=self.rewards.index_select(0, transition),
+            rewards=rewards,
             next_frames=next_frames,
             next_vectors=self.vectors.index_select(0, next_vector_index),
-            terminated=self.terminated.index_select(0, transition),
+            terminated=self.terminated.index_select(0, last_transition),
+            horizons=horizons,
         )
+
+    def _horizon(self, number: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ring index of the last transition of each n-step window, and the window length.
+
+        Transition number + k continues the same segment exactly when it is stored and its
+        observation is the frame k after number's: every transition writes one frame, and a
+        new segment writes its first frame too, so a segment boundary breaks the count."""
+        later = number[:, None] + self._ahead[None, :]
+        stored = later < self.added
+        slots = self.obs_slot[later % self.capacity]
+        same_segment = stored & (slots == self.obs_slot[number % self.capacity][:, None] + self._ahead[None, :])
+        steps = same_segment.to(torch.int64).cumprod(dim=1).sum(dim=1)  # >= 1: k = 0 is number itself
+        return (number + steps - 1) % self.capacity, steps
+
+    def _n_step_rewards(self, number: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_{k < steps} gamma^k r_{number + k}, and steps, as (B, 1) float32 on the device."""
+        ring = ((number[:, None] + self._ahead[None, :]) % self.capacity).to(self.device)
+        within = (self._ahead[None, :] < steps[:, None]).to(self.device)
+        per_step = self.rewards[:, 0][ring] * self._reward_weights[None, :]
+        rewards = torch.where(within, per_step, torch.zeros((), device=self.device)).sum(dim=1, keepdim=True)
+        return rewards, steps.to(torch.float32).to(self.device)[:, None]
 
     # ------------------------------------------------------------------ size and persistence
 

@@ -199,6 +199,7 @@ class TD3Agent:
         vectors, next_vectors = batch.vectors.to(self.device), batch.next_vectors.to(self.device)
         actions = batch.actions.to(self.device)
         rewards, terminated = batch.rewards.to(self.device), batch.terminated.to(self.device)
+        discounts = cfg.gamma ** batch.horizons.to(self.device)  # gamma, or gamma^n after an n-step sum
 
         # Clipped double-Q target with target policy smoothing. Truncation is not terminal: only
         # `terminated` stops the bootstrap.
@@ -212,7 +213,7 @@ class TD3Agent:
             )
             next_actions = (self.actor_target(next_actor_state) + noise).clamp(-1.0, 1.0)
             target_q1, target_q2 = self.critic_target(next_critic_state, next_actions)
-            target_q = rewards + cfg.gamma * (1.0 - terminated) * torch.min(target_q1, target_q2)
+            target_q = rewards + discounts * (1.0 - terminated) * torch.min(target_q1, target_q2)
 
         # Critic step: the critic loss trains the critic CNN and both Q heads.
         q1, q2 = self.critic(self._state(self.critic_cnn, obs, vectors), actions)
