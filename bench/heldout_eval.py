@@ -78,12 +78,17 @@ def evaluation_seeds_are_held_out(training_seeds: set[int]) -> bool:
 
 
 def heldout_env(
-    params: TrainerParams, track_seed: int, camera: tuple[int, int], max_steps: int = 0, obstacles: int = 0
+    params: TrainerParams,
+    track_seed: int,
+    camera: tuple[int, int],
+    max_steps: int = 0,
+    obstacles: int = 0,
+    pitch_deg: float | None = None,
 ) -> SimEnv:
     """The in-process environment on the procedural track (and lighting) of `track_seed`, with
     `obstacles` static obstacles, whose episodes are truncated after `max_steps` (0 = a lap's
     worth at the target speed, lap_steps) rather than after training's max_episode_steps, which
-    is shorter than a lap."""
+    is shorter than a lap. `pitch_deg`: the camera's pitch (None: the simulator's default)."""
     sim = SimConfig(
         image_width=camera[0],
         image_height=camera[1],
@@ -91,6 +96,7 @@ def heldout_env(
         seed=track_seed,
         randomize_lighting=True,
         obstacles=obstacles,
+        **({} if pitch_deg is None else {"camera_pitch_deg": pitch_deg}),
     )
     steps = max_steps or lap_steps(make_track("procedural", track_seed).length, sim.fixed_delta_seconds, params)
     return SimEnv(sim, validate({**params.values, "max_episode_steps": steps}))
