@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "driver_latency": (["bench.bench_driver_latency"], ["--quick"]),  # adds CUDA itself where there is one
     "end_to_end": (["bench.bench_end_to_end"], ["--quick"]),
     "learning": (["bench.bench_learning"], ["--quick"]),
+    "obstacle_probe": (["bench.bench_obstacle_probe"], ["--quick"]),
 }
 # Where torch sees a CUDA device, the learner comparison runs there too (ours and SB3 on the GPU).
 CUDA_BENCHMARKS = {"learner_cuda": (["bench.bench_learner", "--device", "cuda"], ["--quick"])}
