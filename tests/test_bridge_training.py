@@ -7,6 +7,7 @@ import ast
 import itertools
 import math
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -19,7 +20,16 @@ from td3_core.checkpoint import REPLAY_SUFFIX
 from td3_sim import ground_truth
 
 from .processes import node_process
-from .test_trainer_e2e import Observer, simulator, tail, trainer_args, wait_exit
+from .test_trainer_e2e import (
+    TRAINER_STATUS,
+    Observer,
+    simulator,
+    tail,
+    trainer_args,
+    trainer_seen_then_simulator,
+    wait_exit,
+    wait_until,
+)
 
 pytestmark = pytest.mark.ros
 
@@ -88,7 +98,7 @@ def test_training_resets_through_the_bridge_interfaces(tmp_path: Path):
     }
     assert "reset_service" not in overrides  # exactly as CARLA users are told: the default, no service
     sim = {"ground_truth_log": str(truth_log)}
-    with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
+    with Observer() as obs, trainer_seen_then_simulator(obs, tmp_path, overrides, log, sim) as proc:
         code = wait_exit(proc, log)
         time.sleep(0.5)
         with obs.lock:
@@ -137,7 +147,7 @@ def test_training_resets_through_the_bridge_interfaces(tmp_path: Path):
         assert bool(done) == crashed, (tick, bool(done))
 
     # The counters of the bridge's behaviour are on /diagnostics.
-    trainer_status = [s for array in diagnostics for s in array.status if s.name == "td3_trainer: training loop"]
+    trainer_status = [s for array in diagnostics for s in array.status if s.name == TRAINER_STATUS]
     assert trainer_status
     values = {kv.key: kv.value for kv in trainer_status[-1].values}
     for key in ("late_events", "odometry_after_image", "double_ticks", "teleports", "resets", "reset_retries"):
@@ -180,7 +190,7 @@ def test_a_goal_reached_ends_the_episode_and_the_next_starts_elsewhere(tmp_path:
         "episode.goal_distance_m": 2.0,
     }
     sim = {"ground_truth_log": str(truth_log)}
-    with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
+    with Observer() as obs, trainer_seen_then_simulator(obs, tmp_path, overrides, log, sim) as proc:
         code = wait_exit(proc, log)
         time.sleep(0.5)
         with obs.lock:
@@ -214,11 +224,11 @@ def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(
     truth_log = tmp_path / "ground_truth.jsonl"
     log = tmp_path / "trainer.log"
     overrides = {
-        "total_steps": BUDGET,
+        "total_steps": 0,  # until the test has sent its events and stops the trainer (SIGINT)
         "checkpoint_every": 0,
         "max_episode_steps": 1000,
         "learning_starts": 1000,
-        "save_replay_buffer": True,
+        "save_replay_buffer": True,  # saved at the stop, with the checkpoint
         "tensorboard": False,
         "episode.terminate_on_collision": False,  # long episodes, so that the jumps come within one
         "episode.terminate_on_off_road": False,
@@ -228,22 +238,30 @@ def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(
     poses = [_left_lane_pose(300.0), _left_lane_pose(150.0)]
     events = ["teleport", "teleport", "teleport"] if late_odometry else ["teleport", "command"] * 3
     every = 100 if late_odometry else 30  # simulator ticks between them
-    if late_odometry:
-        overrides["total_steps"] = 4 * every
     sim = {"ground_truth_log": str(truth_log), "late_odometry_after_teleport": late_odometry}
     with Observer() as obs:
-        # Paced by the simulator's ticks, counted from before the trainer starts (the trainer's
-        # statistics come once a second: on a fast machine after the whole budget).
+        # Paced by the simulator's ticks, counted from its first (in sync mode it ticks only for
+        # the trainer's commands; the trainer's statistics come too seldom to pace by).
         ticks = []
-        obs.node.create_subscription(Odometry, "/carla/ego_vehicle/odometry", ticks.append, SENSOR_QOS)
+        odometry = obs.node.create_subscription(Odometry, "/carla/ego_vehicle/odometry", ticks.append, SENSOR_QOS)
         teleport = obs.node.create_publisher(Pose, "/carla/ego_vehicle/control/set_transform", 10)
         command = obs.node.create_publisher(CarlaEgoVehicleControl, "/carla/ego_vehicle/vehicle_control_cmd", 10)
-        with simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
-            sent = _send_while_training(proc, events, every, ticks, command, teleport, poses)
-            code = wait_exit(proc, log)
-            time.sleep(0.5)
-            with obs.lock:
-                diagnostics = list(obs.diagnostics)
+        # Discovery between two processes takes from 0.1 s to a few seconds here: each link this
+        # test needs is seen matched before what goes over it can happen.
+        with simulator(tmp_path, sim) as sim_proc:
+            links = (odometry.get_publisher_count, teleport.get_subscription_count, command.get_subscription_count)
+            matched = lambda: all(count() >= 1 for count in links)  # noqa: E731
+            wait_until(matched, sim_proc, "the simulator's topics", tmp_path / "simulator.log")
+            with node_process(trainer_args(tmp_path, overrides), log) as proc:
+                wait_until(lambda: bool(obs.trainer_statuses()), proc, "the trainer's /diagnostics", log)
+                sent = _send_while_training(proc, events, every, ticks, command, teleport, poses)
+                # The last event's effect, then the stop: the trainer saves and says its final counts.
+                wait_until(lambda: len(ticks) >= every * (len(events) + 1), proc, "ticks after the last event", log)
+                proc.send_signal(signal.SIGINT)
+                code = wait_exit(proc, log)
+                time.sleep(0.5)
+                with obs.lock:
+                    diagnostics = list(obs.diagnostics)
     text = tail(log, 20000)
     assert code == 0 and sent == len(events), text
 
@@ -275,7 +293,7 @@ def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(
         following = next((k for k in trainer_actions if k > j), None)
         if following is not None:
             assert records[following]["answers_ns"] == records[produced]["stamp_ns"], "a transition across a tick"
-    status = [s for array in diagnostics for s in array.status if s.name == "td3_trainer: training loop"]
+    status = [s for array in diagnostics for s in array.status if s.name == TRAINER_STATUS]
     assert status and "teleports" in {kv.key for kv in status[-1].values}  # counted on /diagnostics
     # The final counts: the trainer's last line (its last /diagnostics may come before the last jump).
     final = re.findall(r"sync (\{[^}]*\})", text)
@@ -289,7 +307,8 @@ def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(
 
 
 def _send_while_training(proc, events: list[str], every: int, ticks: list, command, teleport, poses) -> int:
-    """Each event once `every` more simulator ticks have come; the number sent before the trainer ended."""
+    """Each event once `every` more simulator ticks have come; the number sent before the trainer ended
+    (it runs until stopped: an early end is a failure the caller shows)."""
     from carla_msgs.msg import CarlaEgoVehicleControl
 
     sent = 0

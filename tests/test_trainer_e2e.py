@@ -44,6 +44,7 @@ CONFIG = repo_config_dir()
 # What ~/episode says about an episode's end: Episode.msg's END_* constants.
 END_REASONS = {getattr(Episode, name) for name in dir(Episode) if name.startswith("END_")}
 HANG_GUARD_S = 240.0  # only a guard against a hang, never a performance expectation
+TRAINER_STATUS = "td3_trainer: training loop"  # the trainer's DiagnosticStatus.name
 
 # Small and fast: 36x36 frames into a small network, tiny buffer and batches.
 FAST_TRAINER: dict[str, ParamValue] = {
@@ -97,12 +98,32 @@ class Observer(BackgroundNode):
         with self.lock:
             return self.train_stats[-1].env_steps if self.train_stats else 0
 
+    def trainer_statuses(self) -> list:
+        with self.lock:
+            return [s for array in self.diagnostics for s in array.status if s.name == TRAINER_STATUS]
+
 
 @contextmanager
 def simulator(tmp_path: Path, overrides: dict[str, ParamValue] | None = None) -> Iterator[subprocess.Popen]:
     spec = simulator_node(CONFIG, sync=True, overrides={**SIMULATOR, **(overrides or {})})
     with node_process(node_command(spec)[1:], tmp_path / "simulator.log") as proc:
         yield proc
+
+
+@contextmanager
+def trainer_seen_then_simulator(
+    obs: Observer, tmp_path: Path, overrides: dict[str, ParamValue], log: Path, sim: dict[str, ParamValue] | None = None
+) -> Iterator[subprocess.Popen]:
+    """The trainer, then the simulator once the trainer's /diagnostics reach `obs`.
+
+    A run of a few hundred steps ends within seconds; on a loaded host the observer and the
+    trainer may not have discovered each other by then, and none of the trainer's messages would
+    reach the observer (a volatile reader gets only what comes after the match). Until the
+    simulator is up, the trainer waits for its topics and says so on /diagnostics."""
+    with node_process(trainer_args(tmp_path, overrides), log) as proc:
+        wait_until(lambda: bool(obs.trainer_statuses()), proc, "the trainer's /diagnostics", log)
+        with simulator(tmp_path, sim):
+            yield proc
 
 
 def trainer_args(tmp_path: Path, overrides: dict[str, ParamValue]) -> list[str]:
@@ -260,7 +281,7 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     truth_log = tmp_path / "ground_truth.jsonl"
     overrides = {"total_steps": budget, "checkpoint_every": 100, "keep_last": keep_last, "tensorboard": True}
     sim = {"ground_truth_log": str(truth_log)}
-    with Observer() as obs, simulator(tmp_path, sim), node_process(trainer_args(tmp_path, overrides), log) as proc:
+    with Observer() as obs, trainer_seen_then_simulator(obs, tmp_path, overrides, log, sim) as proc:
         code = wait_exit(proc, log)
         if code == 0:  # (otherwise the assertions below show the log)
             latest = read_latest_pointer(only_run_dir(tmp_path / "models"))
@@ -325,7 +346,7 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     phases = [last.act_s, last.learn_s, last.wait_s, last.store_s, last.reset_s]
     assert all(value >= 0.0 for value in phases) and last.wait_s > 0.0 and last.learn_s > 0.0, last
     assert 0.5 * last.loop_s <= sum(phases) <= last.loop_s + 0.01, last
-    assert any(s.name == "td3_trainer: training loop" for d in diagnostics for s in d.status)
+    assert any(s.name == TRAINER_STATUS for d in diagnostics for s in d.status)
     # The simulator reports its ticks and what computing them cost.
     statuses = [s for d in diagnostics for s in d.status]
     sim = [{kv.key: kv.value for kv in s.values} for s in statuses if s.name.startswith("carla_simulator")]
