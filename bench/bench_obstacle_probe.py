@@ -10,9 +10,11 @@ the held-out evaluation seeds, against the majority-class baseline of the same r
 
 High recall at 10-20 m says the input carries what avoiding needs (an obstacle 10-20 m ahead
 leaves 1.2-2.4 s at the target speed) and that the reinforcement learning must find it; low
-recall says the camera hides it. `--pitch` and `--camera` compare mounts and resolutions.
+recall says the camera hides it. `--pitch`, `--camera` and `--set preprocessing.image_size=N`
+compare mounts and resolutions.
 
     PYTHONPATH=. python -m bench.bench_obstacle_probe [--train-tracks 12] [--pitch 5] [--camera 84 84]
+        [--set preprocessing.image_size=128]
 
 Prints one JSON object, then a one-line summary.
 """
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from bench.bench_learning import trainer_params
@@ -135,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam's (3e-4 stays at the constant answer)")
     parser.add_argument("--camera", type=int, nargs=2, default=(84, 84), metavar=("W", "H"))
     parser.add_argument("--pitch", type=float, default=None, help="camera pitch, degrees down (default: the sim's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="e.g. preprocessing.image_size=128")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 tracks, 1 start, 150 steps, 50 updates: a smoke run")
@@ -143,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.train_tracks, args.starts, args.steps, args.updates = 2, 1, 150, 50
     torch.set_num_threads(args.threads)
     code = code_version()
-    params = trainer_params({})
+    overrides = {name: yaml.safe_load(value) for name, value in (item.split("=", 1) for item in args.set)}
+    params = trainer_params(overrides)
     camera = tuple(args.camera)
     started = time.perf_counter()
     train_seeds = [TRAINING_TRACK_BASE + k for k in range(args.train_tracks)]
@@ -160,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "code": code,
         "camera": list(camera),
         "pitch_deg": args.pitch,
+        "set": overrides,
+        "input": {"image_size": params.architecture.image_size, "frame_stack": params.architecture.frame_stack},
         "train_track_seeds": train_seeds,
         "test_track_seeds": list(HELD_OUT_TRACK_SEEDS),
         "frames": {"train": len(train_y), "test": len(test_y)},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,14 @@ def test_collected_stacks_are_the_policys_input_with_one_label_each():
     assert stacks.dtype == np.uint8 and stacks.shape[1:] == (arch.frame_stack, arch.image_size, arch.image_size)
     assert labels.shape == (len(stacks),) and set(labels.tolist()) <= set(range(len(BAND_NAMES)))
     assert (labels > 0).any()  # the first obstacle stands 40-50 m after the start: in sight by step 150
+
+
+def test_a_quick_run_at_another_resolution_names_it(capsys):
+    from bench.bench_obstacle_probe import main
+
+    assert main(["--quick", "--set", "preprocessing.image_size=64"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out[: out.rindex("}") + 1])
+    assert result["set"] == {"preprocessing.image_size": 64} and result["input"]["image_size"] == 64
+    assert set(result["probe"]["recall"]) <= set(BAND_NAMES)
+    assert out.rstrip().splitlines()[-1].startswith("obstacle_probe: recall on held-out tracks")
