@@ -65,6 +65,11 @@ CONFIG = repo_config_dir() / "trainer.yaml"
 EVAL_SEED_BASE = 1000  # evaluate()'s episode k resets with seed EVAL_SEED_BASE + k
 
 
+def parameter_overrides(items: list[str]) -> dict:
+    """`--set NAME=VALUE ...` as parameters, each value read as YAML (numbers, booleans, lists)."""
+    return {name: yaml.safe_load(value) for name, value in (item.split("=", 1) for item in items)}
+
+
 def trainer_params(overrides: dict):
     return validate(file_parameters(CONFIG, "td3_trainer") | overrides)
 
@@ -303,7 +308,7 @@ def main() -> None:
         parser.error(f"--heldout-at steps must lie between 0 and --steps ({args.steps})")
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {name: yaml.safe_load(value) for name, value in (item.split("=", 1) for item in args.set)}
+    overrides = parameter_overrides(args.set)
     setting = file_parameters(Path(args.params_file), "td3_trainer") if args.params_file else {}
     params = trainer_params(
         setting

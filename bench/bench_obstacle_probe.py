@@ -29,10 +29,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
-from bench.bench_learning import trainer_params
+from bench.bench_learning import parameter_overrides, trainer_params
 from bench.heldout_eval import HELD_OUT_TRACK_SEEDS, heldout_env
 from bench.provenance import code_version, host
 from td3_core.networks import build_cnn
@@ -147,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.train_tracks, args.starts, args.steps, args.updates = 2, 1, 150, 50
     torch.set_num_threads(args.threads)
     code = code_version()
-    overrides = {name: yaml.safe_load(value) for name, value in (item.split("=", 1) for item in args.set)}
+    overrides = parameter_overrides(args.set)
     params = trainer_params(overrides)
     camera = tuple(args.camera)
     started = time.perf_counter()

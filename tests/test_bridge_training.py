@@ -18,16 +18,17 @@ from td3_drive.msg import Episode
 
 from td3_core.checkpoint import REPLAY_SUFFIX
 from td3_sim import ground_truth
+from td3_trainer.monitor import STATUS_NAME
 
 from .processes import node_process
 from .test_trainer_e2e import (
-    TRAINER_STATUS,
     Observer,
     simulator,
     tail,
     trainer_args,
     trainer_seen_then_simulator,
     wait_exit,
+    wait_for_trainer_status,
     wait_until,
 )
 
@@ -147,7 +148,7 @@ def test_training_resets_through_the_bridge_interfaces(tmp_path: Path):
         assert bool(done) == crashed, (tick, bool(done))
 
     # The counters of the bridge's behaviour are on /diagnostics.
-    trainer_status = [s for array in diagnostics for s in array.status if s.name == TRAINER_STATUS]
+    trainer_status = [s for array in diagnostics for s in array.status if s.name == STATUS_NAME]
     assert trainer_status
     values = {kv.key: kv.value for kv in trainer_status[-1].values}
     for key in ("late_events", "odometry_after_image", "double_ticks", "teleports", "resets", "reset_retries"):
@@ -253,7 +254,7 @@ def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(
             matched = lambda: all(count() >= 1 for count in links)  # noqa: E731
             wait_until(matched, sim_proc, "the simulator's topics", tmp_path / "simulator.log")
             with node_process(trainer_args(tmp_path, overrides), log) as proc:
-                wait_until(lambda: bool(obs.trainer_statuses()), proc, "the trainer's /diagnostics", log)
+                wait_for_trainer_status(obs, proc, log)
                 sent = _send_while_training(proc, events, every, ticks, command, teleport, poses)
                 # The last event's effect, then the stop: the trainer saves and says its final counts.
                 wait_until(lambda: len(ticks) >= every * (len(events) + 1), proc, "ticks after the last event", log)
@@ -293,7 +294,7 @@ def test_teleports_and_extra_ticks_from_outside_store_no_transition_across_them(
         following = next((k for k in trainer_actions if k > j), None)
         if following is not None:
             assert records[following]["answers_ns"] == records[produced]["stamp_ns"], "a transition across a tick"
-    status = [s for array in diagnostics for s in array.status if s.name == TRAINER_STATUS]
+    status = [s for array in diagnostics for s in array.status if s.name == STATUS_NAME]
     assert status and "teleports" in {kv.key for kv in status[-1].values}  # counted on /diagnostics
     # The final counts: the trainer's last line (its last /diagnostics may come before the last jump).
     final = re.findall(r"sync (\{[^}]*\})", text)

@@ -35,7 +35,7 @@ from td3_core.checkpoint import (
     validate_training_state,
 )
 from td3_sim import ground_truth
-from td3_trainer.monitor import EVENT_LOG_QOS
+from td3_trainer.monitor import EVENT_LOG_QOS, STATUS_NAME
 from td3_trainer.params import PARAMS, ParamError, validate
 
 from .processes import node_process
@@ -44,7 +44,6 @@ CONFIG = repo_config_dir()
 # What ~/episode says about an episode's end: Episode.msg's END_* constants.
 END_REASONS = {getattr(Episode, name) for name in dir(Episode) if name.startswith("END_")}
 HANG_GUARD_S = 240.0  # only a guard against a hang, never a performance expectation
-TRAINER_STATUS = "td3_trainer: training loop"  # the trainer's DiagnosticStatus.name
 
 # Small and fast: 36x36 frames into a small network, tiny buffer and batches.
 FAST_TRAINER: dict[str, ParamValue] = {
@@ -100,7 +99,7 @@ class Observer(BackgroundNode):
 
     def trainer_statuses(self) -> list:
         with self.lock:
-            return [s for array in self.diagnostics for s in array.status if s.name == TRAINER_STATUS]
+            return [s for array in self.diagnostics for s in array.status if s.name == STATUS_NAME]
 
 
 @contextmanager
@@ -121,7 +120,7 @@ def trainer_seen_then_simulator(
     reach the observer (a volatile reader gets only what comes after the match). Until the
     simulator is up, the trainer waits for its topics and says so on /diagnostics."""
     with node_process(trainer_args(tmp_path, overrides), log) as proc:
-        wait_until(lambda: bool(obs.trainer_statuses()), proc, "the trainer's /diagnostics", log)
+        wait_for_trainer_status(obs, proc, log)
         with simulator(tmp_path, sim):
             yield proc
 
@@ -140,6 +139,11 @@ def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: nothing after {HANG_GUARD_S} s\n{tail(log)}")
         time.sleep(0.1)
+
+
+def wait_for_trainer_status(obs: Observer, proc: subprocess.Popen, log: Path) -> None:
+    """Until the trainer's /diagnostics reach `obs`: the two are matched from then on."""
+    wait_until(lambda: bool(obs.trainer_statuses()), proc, "the trainer's /diagnostics", log)
 
 
 def wait_for_callbacks(lock: threading.Lock, items: list, expected: int, limit_s: float = 10.0) -> None:
@@ -346,7 +350,7 @@ def test_training_run_to_budget_writes_complete_checkpoints(tmp_path: Path):
     phases = [last.act_s, last.learn_s, last.wait_s, last.store_s, last.reset_s]
     assert all(value >= 0.0 for value in phases) and last.wait_s > 0.0 and last.learn_s > 0.0, last
     assert 0.5 * last.loop_s <= sum(phases) <= last.loop_s + 0.01, last
-    assert any(s.name == TRAINER_STATUS for d in diagnostics for s in d.status)
+    assert any(s.name == STATUS_NAME for d in diagnostics for s in d.status)
     # The simulator reports its ticks and what computing them cost.
     statuses = [s for d in diagnostics for s in d.status]
     sim = [{kv.key: kv.value for kv in s.values} for s in statuses if s.name.startswith("carla_simulator")]

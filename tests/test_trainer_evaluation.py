@@ -15,7 +15,7 @@ from td3_drive.msg import Evaluation
 
 from td3_bringup.observer import BackgroundNode
 from td3_core.checkpoint import BEST_POINTER, eval_path, load_checkpoint_file, read_pointer, validate_training_state
-from td3_trainer.monitor import EVENT_LOG_QOS
+from td3_trainer.monitor import EVENT_LOG_QOS, STATUS_NAME
 
 from .processes import node_process
 from .test_trainer_e2e import only_run_dir, simulator, tail, trainer_args, wait_exit, wait_for_callbacks
@@ -39,7 +39,7 @@ class EvalObserver(BackgroundNode):
 
     def _diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name == "td3_trainer: training loop":
+            if status.name == STATUS_NAME:
                 with self.lock:
                     self.diagnostics.append({kv.key: kv.value for kv in status.values})
 

@@ -72,6 +72,7 @@ class RateMeter:
 # is slow on a loaded machine) subscribes transient-local and still gets the last EVENT_LOG_DEPTH.
 EVENT_LOG_DEPTH = 100
 FLUSH_TIMEOUT_S = 2.0  # at close, for reliable readers to acknowledge the last events
+STATUS_NAME = "td3_trainer: training loop"  # its DiagnosticStatus on /diagnostics
 EVENT_LOG_QOS = QoSProfile(
     depth=EVENT_LOG_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -221,7 +222,7 @@ class Monitor:
     def _diagnostics(self, values: Mapping[str, float], status: Mapping) -> DiagnosticArray:
         waiting = str(status.get("waiting_for", ""))
         diag = DiagnosticStatus()
-        diag.name = "td3_trainer: training loop"
+        diag.name = STATUS_NAME
         diag.hardware_id = self.role_name
         diag.level = DiagnosticStatus.WARN if waiting else DiagnosticStatus.OK
         diag.message = f"waiting for {waiting}" if waiting else "training"
