@@ -38,13 +38,36 @@ def early_in_an_episode(truth: Path) -> bool:
     return count is not None and 10 <= count <= 40
 
 
-def wait_for_line(trainer: subprocess.Popen, log: Path, text: str) -> None:
-    """Until the trainer's log says `text`; it must keep running meanwhile."""
+def log_size(log: Path) -> int:
+    return len(log.read_text(errors="replace")) if log.exists() else 0
+
+
+def wait_for_line(trainer: subprocess.Popen, log: Path, text: str, after: int) -> None:
+    """Until the trainer's log says `text` past its first `after` characters (what it said before
+    the simulator stopped: a loaded host's late start-up frame is also "waiting for"); it must keep
+    running meanwhile."""
+
+    def said() -> bool:
+        return log.exists() and text in log.read_text(errors="replace")[after:]
+
     deadline = time.monotonic() + 60.0
-    while text not in tail(log, 20000) and time.monotonic() < deadline:
+    while not said() and time.monotonic() < deadline:
         assert trainer.poll() is None, tail(log)
         time.sleep(0.2)
-    assert text in tail(log, 20000)
+    assert said(), tail(log)
+
+
+def wait_for_stats(obs: Observer, trainer: subprocess.Popen, log: Path, count: int) -> None:
+    """Until `count` more ~/train_stats have arrived: the trainer's timer publishes them, so this
+    counts periods of the trainer's own clock, whatever the load on this host."""
+    with obs.lock:
+        seen = len(obs.train_stats)
+
+    def arrived() -> bool:
+        with obs.lock:
+            return len(obs.train_stats) >= seen + count
+
+    wait_until(arrived, trainer, f"{count} more train_stats", log)
 
 
 def finish_on_a_new_simulator(tmp_path: Path, trainer: subprocess.Popen, obs: Observer, log: Path) -> tuple:
@@ -75,12 +98,15 @@ def test_trainer_survives_a_simulator_restart(tmp_path: Path):
             # Early in an episode, so that the stop cuts one: stopped during a reset, no episode
             # would span the restart and there would be nothing here to check.
             wait_until(lambda: early_in_an_episode(first_truth), trainer, "an episode under way", log)
+            said_before_stop = log_size(log)
             assert stop_process(first_sim) is not None  # the simulator goes away mid-episode
         # Nothing to train on: the trainer waits and says what it waits for, without crashing.
-        wait_for_line(trainer, log, "waiting for")
-        time.sleep(1.0)  # the last stats of the steps taken before the stop
+        wait_for_line(trainer, log, "waiting for", after=said_before_stop)
+        # Its loop is blocked from here on; the second period's stats carry its last steps (the
+        # first may have been read before the loop's last update).
+        wait_for_stats(obs, trainer, log, 2)
         stopped_at = obs.env_steps()
-        time.sleep(2.0)
+        wait_for_stats(obs, trainer, log, 2)
         assert trainer.poll() is None
         assert obs.env_steps() == stopped_at, "steps counted without a simulator"
         episodes, _, extra = finish_on_a_new_simulator(tmp_path, trainer, obs, log)
@@ -132,10 +158,11 @@ def test_a_simulator_restart_during_a_reset_is_waited_for_and_the_reset_done_on_
     with Observer() as obs, node_process(trainer_args(tmp_path, overrides), log) as trainer:
         with simulator(tmp_path, first) as first_sim:
             wait_until(lambda: stalled_in_a_reset(first_truth, routes + 1), trainer, "a reset waiting for a route", log)
+            said_before_stop = log_size(log)
             assert stop_process(first_sim) is not None
         # No frames during a reset: the trainer waits for them, as within an episode; it neither
         # gives up the reset nor stops training.
-        wait_for_line(trainer, log, "no simulator?")
+        wait_for_line(trainer, log, "no simulator?", after=said_before_stop)
         time.sleep(3.0)  # longer than a settle's worth of 0.5 s timeouts used to take
         assert trainer.poll() is None, tail(log)
         episodes, text, extra = finish_on_a_new_simulator(tmp_path, trainer, obs, log)
