@@ -206,6 +206,9 @@ def test_episode_stats_accumulate_distance_and_terms():
     assert stats.distance_m == pytest.approx(5.0)
     assert stats.episode_return == pytest.approx(0.5)
     assert stats.terms == {"efficiency": 0.0, "safety": 0.5}
+    stats.jump_to(100.0, 4.0)  # a restarted simulator's car: not driven
+    stats.move_to(100.0, 5.0)
+    assert stats.distance_m == pytest.approx(6.0)
 
 
 def test_a_car_a_hair_behind_the_start_of_a_closed_route_is_not_at_the_goal():

@@ -122,6 +122,11 @@ def test_trainer_survives_a_simulator_restart(tmp_path: Path):
     reasons = {e.end_reason for e in episodes}
     assert Episode.END_RESTART in reasons or any(e.gaps > 0 for e in episodes), episodes
     assert extra["replay_buffer_size"] < budget
+    # The new simulator's car is in another world: its position is not driven to.
+    tick_s, top_speed_mps = 0.05, 30.0
+    for e in episodes:
+        if e.end_reason == Episode.END_RESTART:
+            assert e.distance_m <= e.length * tick_s * top_speed_mps, e
 
 
 def stalled_in_a_reset(truth: Path, routes: int) -> bool:

@@ -87,6 +87,11 @@ class EpisodeStats:
             self.distance_m += math.hypot(x - self._last_xy[0], y - self._last_xy[1])
         self._last_xy = (x, y)
 
+    def jump_to(self, x: float, y: float) -> None:
+        """A position not driven to (a restarted simulator's car is in another world): the next
+        distance counts from here."""
+        self._last_xy = (x, y)
+
     def add_reward(self, total: float, terms: dict[str, float]) -> None:
         self.episode_return += total
         for name, value in terms.items():

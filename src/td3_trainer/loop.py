@@ -195,14 +195,17 @@ class TrainingLoop:
             self.shared_steps.add()
         episode.steps += 1
         after = step.observation
-        episode.move_to(after.x, after.y)
         if step.info.get("reason") == "restart":
-            pass  # the simulator restarted: the episode ends, nothing to store
+            # The simulator restarted: the episode ends, nothing is stored, and the car's new
+            # position is another world's, not driven to.
+            episode.jump_to(after.x, after.y)
         elif step.continuity_lost:
+            episode.move_to(after.x, after.y)
             episode.gaps += 1
             with self.buffer_lock:
                 self.buffer.start_episode(after.frame, after.vector)
         else:
+            episode.move_to(after.x, after.y)
             with self.buffer_lock:
                 self.buffer.add(step.action, step.reward, after.frame, after.vector, step.terminated, step.truncated)
             episode.transitions += 1
